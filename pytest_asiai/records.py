@@ -1,0 +1,80 @@
+"""Immutable per-request records: what one streamed chat completion measured.
+
+Every timestamp is an offset in milliseconds from the moment the request was sent, taken with
+``time.perf_counter_ns`` per SSE data line, so records are exact to the microsecond and comparable
+across requests. Anything that was not observed is ``None``, never 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Where ``cached_tokens`` came from, in order of preference.
+CACHED_SOURCES = (
+    "usage.prompt_tokens_details.cached_tokens",
+    "usage.cached_tokens",
+    "timings.cache_n",
+)
+
+#: Kinds of failure a request can end with.
+ERROR_KINDS = ("http", "stream_error", "timeout", "connect", "disconnect", "protocol")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call reassembled from streamed fragments (grouped by ``index``)."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request's measurements, as the client saw them."""
+
+    started_at: float
+    """Wall-clock time (epoch seconds) when the request was sent; for reports only."""
+    status: int | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    headers_ms: float | None = None
+    ttft_ms: float | None = None
+    """Send to the first chunk carrying content, reasoning or a tool-call fragment."""
+    ttfc_ms: float | None = None
+    """Send to the first chunk carrying answer content."""
+    last_token_ms: float | None = None
+    total_ms: float | None = None
+    token_chunk_ms: tuple[float, ...] = ()
+    """Offset of every token-bearing chunk; their count is ``chunks``."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+    cached_source: str | None = None
+    timings: Mapping[str, Any] | None = None
+    """The engine's own timings object (llama.cpp), kept as ground truth."""
+    finish_reason: str | None = None
+    content: str = ""
+    """Answer text, bounded to ``MAX_STORED_CONTENT`` characters."""
+    content_chars: int = 0
+    reasoning_chars: int = 0
+    tool_calls: tuple[ToolCall, ...] = field(default=())
+    malformed_lines: int = 0
+    """SSE data lines that were not JSON: skipped, but counted so a sloppy engine shows."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the request completed without any error."""
+        return self.error is None
+
+    @property
+    def chunks(self) -> int:
+        """Number of SSE chunks that carried tokens (not a token count)."""
+        return len(self.token_chunk_ms)
+
+
+MAX_STORED_CONTENT = 4000

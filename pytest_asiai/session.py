@@ -1,0 +1,73 @@
+"""Per-session plugin state: the cases, their engines, their measurements and the event outbox.
+
+Measurements travel to the report as events attached to test reports, so they reach the
+controller under xdist exactly as they do in a serial run. Each case keeps an outbox; the next
+test report of that case carries whatever the case measured since the previous report.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .agentic import Agentic
+from .engine import EngineHandle
+from .managed import EngineManager
+from .matrix import Case
+from .options import Settings
+
+
+class AsiaiSession:
+    """Everything the plugin knows during one pytest session (one per xdist worker)."""
+
+    def __init__(self, settings: Settings, cases: Sequence[Case], load_error: str | None, log_dir: Path) -> None:
+        self.settings = settings
+        self.cases = list(cases)
+        self.load_error = load_error
+        self.manager = EngineManager(log_dir)
+        self.handles: dict[str, EngineHandle] = {}
+        self.agentics: dict[str, Agentic] = {}
+        self.planned: dict[str, set[str]] = defaultdict(set)
+        self.outbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def emit(self, case_id: str, event: dict[str, Any]) -> None:
+        self.outbox[case_id].append(event)
+
+    def drain(self, case_id: str) -> list[dict[str, Any]]:
+        events, self.outbox[case_id] = self.outbox[case_id], []
+        return events
+
+    def handle(self, case: Case) -> EngineHandle:
+        if case.id not in self.handles:
+            self.handles[case.id] = EngineHandle(case, self.manager, self._describe)
+        return self.handles[case.id]
+
+    def agentic(self, case: Case) -> Agentic:
+        if case.id not in self.agentics:
+            self.agentics[case.id] = Agentic(
+                self.handle(case),
+                runs=self.settings.runs,
+                profile=self.settings.profile_for(case.profile),
+                planned=self.planned[case.id],
+                emit=lambda event: self.emit(case.id, event),
+            )
+        return self.agentics[case.id]
+
+    def _describe(self, handle: EngineHandle) -> None:
+        self.emit(
+            handle.case.id,
+            {
+                "type": "case",
+                "case": handle.case.describe(),
+                "engine": handle.to_dict(),
+                "profile": self.settings.profile_for(handle.case.profile),
+                "runs": self.settings.runs,
+            },
+        )
+
+    def close(self) -> None:
+        for agentic in self.agentics.values():
+            agentic.close()
+        self.manager.stop_all()
