@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from .report import ReportCollector
     from .session import AsiaiSession
 
-SESSION_KEY = pytest.StashKey["AsiaiSession"]()
-COLLECTOR_KEY = pytest.StashKey["ReportCollector"]()
+SESSION_KEY: pytest.StashKey[AsiaiSession] = pytest.StashKey()
+COLLECTOR_KEY: pytest.StashKey[ReportCollector] = pytest.StashKey()
 
 
 def session_of(config: pytest.Config) -> AsiaiSession:
