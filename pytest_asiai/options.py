@@ -112,7 +112,8 @@ class Settings:
     tolerances: tuple[str, ...]
     update_baseline: bool
     replay: tuple[Path, ...]
-    gates: tuple[str, ...]
+    gates_ini: tuple[str, ...]
+    gates_cli: tuple[str, ...]
 
     def profile_for(self, case_profile: str | None) -> str:
         """The profile a case runs: command line, then engines.toml, then ini, then ``full``."""
@@ -154,5 +155,6 @@ def read(config: pytest.Config) -> Settings:
         tolerances=(*config.getini("asiai_tolerances"), *opt("asiai_tolerance")),
         update_baseline=bool(opt("asiai_update_baseline")),
         replay=tuple(Path(p) for p in opt("asiai_replay")),
-        gates=(*config.getini("asiai_gates"), *opt("asiai_gate")),
+        gates_ini=tuple(config.getini("asiai_gates")),
+        gates_cli=tuple(opt("asiai_gate")),
     )

@@ -68,6 +68,7 @@ def _empty_case(case_id: str) -> dict[str, Any]:
         "phases": {},
         "tests": [],
         "metrics": {},
+        "results": {},
     }
 
 
@@ -86,6 +87,9 @@ class ReportModel:
         elif kind == "phase":
             phase = event["phase"]
             case["phases"][phase["name"]] = phase
+        elif kind == "result":
+            # Suites beyond the phases (gates, burst, toolcall, endurance) report under a section.
+            case["results"].setdefault(event["section"], {})[event["key"]] = event["value"]
         elif kind == "metric":
             case["metrics"][event["name"]] = event["value"]
         elif kind == "test":

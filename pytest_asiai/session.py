@@ -17,6 +17,7 @@ from .engine import EngineHandle
 from .managed import EngineManager
 from .matrix import Case
 from .options import Settings
+from .thresholds import Thresholds, parse_overrides
 
 
 class AsiaiSession:
@@ -31,9 +32,17 @@ class AsiaiSession:
         self.agentics: dict[str, Agentic] = {}
         self.planned: dict[str, set[str]] = defaultdict(set)
         self.outbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.thresholds = Thresholds(
+            parse_overrides(settings.gates_ini, "ini asiai_gates"),
+            parse_overrides(settings.gates_cli, "--asiai-gate"),
+        )
 
     def emit(self, case_id: str, event: dict[str, Any]) -> None:
         self.outbox[case_id].append(event)
+
+    def record_result(self, case_id: str, section: str, key: str, value: dict[str, Any]) -> None:
+        """Report a suite's result (a gate, a burst, a tool-call run) under ``results[section][key]``."""
+        self.emit(case_id, {"type": "result", "section": section, "key": key, "value": value})
 
     def drain(self, case_id: str) -> list[dict[str, Any]]:
         events, self.outbox[case_id] = self.outbox[case_id], []

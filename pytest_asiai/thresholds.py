@@ -1,0 +1,65 @@
+"""Gate thresholds: built-in defaults overridden by ini, engines.toml and the command line.
+
+Precedence, lowest first: the gate's default, ini ``asiai_gates``, engines.toml (top level, then the
+engine, then the model), and ``--asiai-gate NAME=VALUE`` last, so a command-line override always wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import pytest
+
+from .matrix import Case
+
+Value = float | bool
+
+
+def parse_value(text: str) -> Value:
+    """``true``/``false`` or a number (a trailing ``%`` or unit suffix ``ms``/``mb`` is accepted)."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for suffix in ("%", "ms", "mb"):
+        if low.endswith(suffix):
+            low = low[: -len(suffix)]
+            break
+    return float(low)
+
+
+def parse_overrides(items: Iterable[str], where: str) -> dict[str, Value]:
+    """Parse ``NAME=VALUE`` items; a malformed one is a usage error naming it."""
+    out: dict[str, Value] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise pytest.UsageError(f"{where}: {item!r}: expected NAME=VALUE")
+        try:
+            out[name.strip()] = parse_value(raw)
+        except ValueError:
+            raise pytest.UsageError(f"{where}: {item!r}: {raw!r} is not a number or true/false") from None
+    return out
+
+
+class Thresholds:
+    """Resolves a gate's threshold for a case."""
+
+    def __init__(self, ini: Mapping[str, Value], cli: Mapping[str, Value]) -> None:
+        self.ini = dict(ini)
+        self.cli = dict(cli)
+
+    def get(self, case: Case, name: str, default: Value | None) -> Value | None:
+        """The threshold for ``name`` on ``case``; ``None`` means the gate has no threshold."""
+        if name in self.cli:
+            return self.cli[name]
+        if name in case.gates:
+            return case.gates[name]
+        return self.ini.get(name, default)
+
+    def source(self, case: Case, name: str) -> str:
+        """Where the threshold came from, for reports."""
+        if name in self.cli:
+            return "command line"
+        if name in case.gates:
+            return "engines.toml"
+        return "ini" if name in self.ini else "default"
