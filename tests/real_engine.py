@@ -18,8 +18,12 @@ SUITES = REPO / "suites"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+# Resolved at import: pytester points HOME at its temporary directory while a test runs.
+CACHE_DIR = Path(default_cache_dir())
+
+
 def cache_dir() -> Path:
-    return Path(default_cache_dir())
+    return CACHE_DIR
 
 
 def llama_server() -> Path:
