@@ -29,9 +29,20 @@ import httpx
 from .records import CACHED_SOURCES, MAX_STORED_CONTENT, RequestRecord, ToolCall
 from .sse import SSEDecoder
 
-__all__ = ["AsyncStreamingClient", "StreamingClient", "Timeouts", "chat_url"]
+__all__ = [
+    "AsyncStreamingClient",
+    "DeadlineExceeded",
+    "StreamAccumulator",
+    "StreamingClient",
+    "Timeouts",
+    "chat_url",
+    "encode_body",
+    "request_headers",
+]
 
 _perf_ns = time.perf_counter_ns
+#: FastAPI servers (llama-cpp-python, vLLM-MLX, oMLX, ...) refuse a JSON body sent without it (HTTP 500/422).
+_JSON = {"Content-Type": "application/json"}
 _MAX_ERROR_BODY = 300
 
 
@@ -209,6 +220,8 @@ class _StreamAccumulator:
         self.stored_chars = 0
         self.content_chars = 0
         self.reasoning_chars = 0
+        self.reasoning: list[str] = []
+        self.stored_reasoning = 0
         self.tools: dict[int, _ToolCallBuilder] = {}
         self.malformed = 0
 
@@ -339,7 +352,7 @@ class _StreamAccumulator:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
             token = True
-            self.reasoning_chars += len(reasoning)
+            self._add_reasoning(reasoning)
         fragments = delta.get("tool_calls")
         if fragments and isinstance(fragments, list):
             token = True
@@ -355,6 +368,14 @@ class _StreamAccumulator:
             piece = content[:room]
             self.content.append(piece)
             self.stored_chars += len(piece)
+
+    def _add_reasoning(self, reasoning: str) -> None:
+        self.reasoning_chars += len(reasoning)
+        room = MAX_STORED_CONTENT - self.stored_reasoning
+        if room > 0:
+            piece = reasoning[:room]
+            self.reasoning.append(piece)
+            self.stored_reasoning += len(piece)
 
     def _add_tool_fragments(self, fragments: list[Any]) -> None:
         for position, fragment in enumerate(fragments):
@@ -406,6 +427,7 @@ class _StreamAccumulator:
             content="".join(self.content),
             content_chars=self.content_chars,
             reasoning_chars=self.reasoning_chars,
+            reasoning="".join(self.reasoning),
             tool_calls=self._tool_calls(),
             malformed_lines=self.malformed,
             **self._usage_fields(),
@@ -441,6 +463,14 @@ class _StreamAccumulator:
             if count is not None:
                 return count, source
         return None, None
+
+
+# Public names for transports that drive their own sockets: pytest_asiai.dispatch writes a burst's
+# requests itself so they leave together, and must keep every per-stream rule of these clients.
+StreamAccumulator = _StreamAccumulator
+DeadlineExceeded = _DeadlineExceeded
+encode_body = _encode_body
+request_headers = _headers
 
 
 # ------------------------------------------------------------------------------------ sync client
@@ -508,13 +538,32 @@ class StreamingClient:
         )
 
     def chat(self, body: Mapping[str, Any]) -> RequestRecord:
-        """Stream one chat completion; failures are reported in the record, never raised."""
-        request = self._client.build_request("POST", self.url, content=_encode_body(body))
+        """Stream one chat completion; failures are reported in the record, never raised.
+
+        A kept-alive connection that the server closed while it sat in the pool fails before any
+        response byte (llama-server b11434 closes a connection right after a response that outlasted
+        its 5 s keep-alive timeout, so the next turn of a conversation hits it). That request never
+        reached the engine: it is sent once more, on a fresh connection.
+        """
+        content = _encode_body(body)
+        record, unanswered = self._chat_once(content)
+        if unanswered:
+            record, _ = self._chat_once(content)
+        return record
+
+    def _chat_once(self, content: bytes) -> tuple[RequestRecord, bool]:
+        """One attempt, and whether the server dropped the connection without answering at all."""
+        request = self._client.build_request("POST", self.url, content=content, headers=_JSON)
         acc = _StreamAccumulator(self.timeouts.deadline_s)
         watchdog = _Watchdog()
+        unanswered = False
         acc.start()
         try:
-            response = self._client.send(request, stream=True)
+            try:
+                response = self._client.send(request, stream=True)
+            except httpx.RemoteProtocolError:
+                unanswered = True
+                raise
             try:
                 self._read(response, acc, watchdog)
             finally:
@@ -524,7 +573,7 @@ class StreamingClient:
             acc.on_exception(exc)
         if watchdog.fired:
             acc.on_deadline()
-        return acc.to_record(_perf_ns())
+        return acc.to_record(_perf_ns()), unanswered
 
     @staticmethod
     def _read(response: httpx.Response, acc: _StreamAccumulator, watchdog: _Watchdog) -> None:
@@ -576,7 +625,7 @@ class AsyncStreamingClient:
 
     async def chat(self, body: Mapping[str, Any]) -> RequestRecord:
         """Stream one chat completion; failures are reported in the record, never raised."""
-        request = self._client.build_request("POST", self.url, content=_encode_body(body))
+        request = self._client.build_request("POST", self.url, content=_encode_body(body), headers=_JSON)
         acc = _StreamAccumulator(self.timeouts.deadline_s)
         acc.start()
         try:

@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 
 from .engines import EngineFamily, family_for
+from .engines.probe import auth_headers
+from .engines.startup import describe_engine
 from .managed import EngineManager, ManagedEngine
 from .matrix import Case
 
@@ -15,9 +17,15 @@ from .matrix import Case
 class EngineHandle:
     """Name, kind, URL, model, MTP, version and capabilities of one case's engine."""
 
-    def __init__(self, case: Case, manager: EngineManager, on_start: Callable[[EngineHandle], None]) -> None:
+    def __init__(
+        self, case: Case, manager: EngineManager, on_start: Callable[[EngineHandle], None], *, solo: str = "check"
+    ) -> None:
         self.case = case
-        self.family: EngineFamily = family_for(case.kind)
+        self._family: EngineFamily | None = family_for(case.kind) if case.kind else None
+        self.detected = False
+        """True when engines.toml gave no kind and detection chose the family at start."""
+        self.solo = solo
+        """``stop``: before measuring, stop every other engine this plugin started (never others)."""
         self._manager = manager
         self._on_start = on_start
         self._managed: ManagedEngine | None = None
@@ -28,6 +36,13 @@ class EngineHandle:
     name = property(lambda self: self.case.engine)
     model = property(lambda self: self.case.model_id)
     mtp = property(lambda self: self.case.mtp)
+
+    @property
+    def family(self) -> EngineFamily:
+        """The engine's family; without a kind in engines.toml, asking starts the engine and detects it."""
+        if self._family is None and self.case.replay is None and (self.case.base_url or self.case.managed):
+            self.ensure_running()
+        return self._family or family_for(None)
 
     @property
     def kind(self) -> str:
@@ -51,14 +66,37 @@ class EngineHandle:
         """Start a managed engine if needed (stopping any other one); return the base URL."""
         if self.case.managed is not None:
             self._managed = self._manager.ensure(self.case)
+        elif self.solo == "stop":
+            self._manager.stop_all()
         url = self.base_url
         assert url is not None, "a case has a base_url or a managed command"
         if not self._described:
             self._described = True
-            with httpx.Client(timeout=5.0) as http:
-                self.version = self.family.version(http, url)
+            info = describe_engine(self.case.kind, url, api_key=self.case.api_key)
+            self._family, self.detected = info.family, info.detected
+            self.version, self.capabilities = info.version, info.capabilities
             self._on_start(self)
         return url
+
+    def reset_cache(self) -> str:
+        """Make the next request truly cold; returns the method used (see EngineFamily.cold_method).
+
+        ``request``: the family's cold_fields must go into that request; ``endpoint``/``unload``: done
+        now through the engine's API; ``restart``: a managed engine was restarted; ``salt``: nothing
+        can be reset, the caller must salt the prompt.
+        """
+        url = self.ensure_running()
+        family = self.family
+        if family.cold_fields():
+            return "request"
+        with httpx.Client(timeout=300.0, trust_env=False, headers=auth_headers(self.case.api_key)) as http:
+            done = family.reset_cache(http, url, self.model)
+        if done is not None:
+            return done
+        if self.managed and family.cold_method == "restart":
+            self.restart()
+            return "restart"
+        return "salt"
 
     def restart(self) -> str:
         """Restart a managed engine (its in-memory caches are lost)."""
@@ -75,6 +113,7 @@ class EngineHandle:
             "model": self.model,
             "mtp": self.mtp,
             "version": self.version,
+            "detected": self.detected,
             "capabilities": self.capabilities,
             "managed": self.managed,
             "pid": self.pid,

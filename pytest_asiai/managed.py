@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from .engines import family_for
 from .matrix import Case, ManagedSpec
 
 
@@ -66,15 +67,16 @@ class ManagedEngine:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def _fill(self, text: str) -> str:
+        return text.replace("{host}", self.spec.host).replace("{port}", str(self.port))
+
     def command(self) -> list[str]:
         """The launch command with host and port filled in."""
-        fill = {"{host}": self.spec.host, "{port}": str(self.port)}
-        out = []
-        for arg in self.spec.command:
-            for key, value in fill.items():
-                arg = arg.replace(key, value)
-            out.append(arg)
-        return out
+        return [self._fill(arg) for arg in self.spec.command]
+
+    def environment(self) -> dict[str, str]:
+        """The engine's environment; ``{host}``/``{port}`` are filled (Ollama: ``OLLAMA_HOST``)."""
+        return {**os.environ, **{k: self._fill(v) for k, v in self.spec.env.items()}}
 
     def start(self) -> str:
         """Launch the engine and block until its health check answers 200."""
@@ -92,7 +94,7 @@ class ManagedEngine:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env={**os.environ, **self.spec.env},
+                    env=self.environment(),
                     start_new_session=True,
                 )
             except OSError as exc:
@@ -106,7 +108,7 @@ class ManagedEngine:
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.spec.startup_timeout_s
-        url = self.base_url + self.spec.health_path
+        url = self.base_url + (self.spec.health_path or family_for(self.case.kind).health_path)
         with httpx.Client(timeout=2.0) as http:
             while time.monotonic() < deadline:
                 code = self.process.poll() if self.process else None

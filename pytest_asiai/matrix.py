@@ -34,7 +34,8 @@ class ManagedSpec:
 
     command: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
-    health_path: str = "/health"
+    health_path: str | None = None
+    """Polled until it answers 200; None: the engine family's (llama.cpp /health, else /v1/models)."""
     startup_timeout_s: float = 120.0
     host: str = "127.0.0.1"
     port: int = 0
@@ -58,6 +59,8 @@ class Case:
     thinking: str | None = None
     context: int | None = None
     gates: Mapping[str, float | bool] = field(default_factory=dict)
+    burst_sizes: tuple[int, ...] | None = None
+    """engines.toml ``burst_sizes`` (model, else engine); None: the session's default sizes."""
     connect_timeout_s: float = 10.0
     deadline_s: float = 600.0
     source: str = ""
@@ -99,6 +102,7 @@ class Case:
             "profile": self.profile,
             "request": dict(self.request),
             "thinking": self.thinking,
+            "burst_sizes": list(self.burst_sizes) if self.burst_sizes else None,
             "source": self.source,
         }
 
@@ -194,7 +198,7 @@ def _case(
         managed = ManagedSpec(
             command=tuple(_expand(a, values) for a in args),
             env={k: _expand(v, values) for k, v in spec.get("env", {}).items()},
-            health_path=spec.get("health_path", "/health"),
+            health_path=spec.get("health_path"),
             startup_timeout_s=float(spec.get("startup_timeout_s", 120.0)),
             host=spec.get("host", "127.0.0.1"),
             port=int(spec.get("port", 0)),
@@ -216,6 +220,7 @@ def _case(
         thinking=model.get("thinking"),
         context=model.get("context"),
         gates=gates,
+        burst_sizes=tuple(model.get("burst_sizes", engine.get("burst_sizes", ()))) or None,
         connect_timeout_s=float(engine.get("connect_timeout_s", 10.0)),
         deadline_s=float(engine.get("deadline_s", 600.0)),
         source=source,

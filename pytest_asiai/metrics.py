@@ -2,7 +2,8 @@
 
 Conventions: every function returns ``None`` when its inputs were not measured (never 0), token
 counts come from the engine's ``usage`` (chunks are not tokens), and the decode span ends at the
-last token-bearing chunk, not at the end of the stream.
+last token-bearing chunk, not at the end of the stream. Statistics only ever see successful
+requests: a failed request is never a valid empty one.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .records import RequestRecord
+
+# ---------------------------------------------------------------------------------- per request
 
 
 def decode_tok_s(record: RequestRecord) -> float | None:
@@ -70,9 +73,45 @@ def itl_percentiles(record: RequestRecord) -> dict[str, float | None]:
     return {f"p{q}": percentile(values, q) for q in (50, 95, 99)}
 
 
+def cached_fraction(record: RequestRecord) -> float | None:
+    """Reported cached prompt tokens over prompt tokens (None when either is not reported)."""
+    if record.cached_tokens is None or not record.prompt_tokens:
+        return None
+    return record.cached_tokens / record.prompt_tokens
+
+
+def token_split(record: RequestRecord) -> dict[str, int | str | None]:
+    """Reasoning versus content tokens (content includes tool-call tokens), and where the split comes from.
+
+    ``usage``: the engine reported ``completion_tokens_details.reasoning_tokens``. ``stream``: it did
+    not, but the stream carried no reasoning text at all, so every completion token is content.
+    Reasoning streamed without a reported count leaves both unknown (chunks are not tokens).
+    """
+    n = record.completion_tokens
+    if n is not None and record.reasoning_tokens is not None:
+        return {
+            "reasoning_tokens": record.reasoning_tokens,
+            "content_tokens": n - record.reasoning_tokens,
+            "source": "usage",
+        }
+    if n is not None and record.ok and record.reasoning_chars == 0:
+        return {"reasoning_tokens": 0, "content_tokens": n, "source": "stream"}
+    return {"reasoning_tokens": None, "content_tokens": None, "source": None}
+
+
+def _timing(record: RequestRecord, key: str) -> float | None:
+    value = (record.timings or {}).get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def engine_prefill_ms(record: RequestRecord) -> float | None:
     """The engine's own prompt-processing time (llama.cpp ``timings.prompt_ms``)."""
     return _timing(record, "prompt_ms")
+
+
+def engine_prefill_tok_s(record: RequestRecord) -> float | None:
+    """The engine's own prefill rate over the tokens it processed (``timings.prompt_per_second``)."""
+    return _timing(record, "prompt_per_second")
 
 
 def engine_decode_tok_s(record: RequestRecord) -> float | None:
@@ -80,9 +119,12 @@ def engine_decode_tok_s(record: RequestRecord) -> float | None:
     return _timing(record, "predicted_per_second")
 
 
-def _timing(record: RequestRecord, key: str) -> float | None:
-    value = (record.timings or {}).get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def ttft_overhead_ms(record: RequestRecord) -> float | None:
+    """TTFT minus the engine's own prefill time: HTTP, templating, tokenizing, queueing, first sample."""
+    prefill = engine_prefill_ms(record)
+    if prefill is None or record.ttft_ms is None:
+        return None
+    return record.ttft_ms - prefill
 
 
 def derived(record: RequestRecord) -> dict[str, Any]:
@@ -91,9 +133,16 @@ def derived(record: RequestRecord) -> dict[str, Any]:
         "decode_tok_s": decode_tok_s(record),
         "tokens_per_chunk": tokens_per_chunk(record),
         "itl_ms": itl_percentiles(record),
+        "cached_fraction": cached_fraction(record),
+        "token_split": token_split(record),
         "engine_prefill_ms": engine_prefill_ms(record),
+        "engine_prefill_tok_s": engine_prefill_tok_s(record),
         "engine_decode_tok_s": engine_decode_tok_s(record),
+        "ttft_overhead_ms": ttft_overhead_ms(record),
     }
+
+
+# ---------------------------------------------------------------------------------- statistics
 
 
 def summarize(values: Iterable[float | None]) -> dict[str, float | int | None]:
@@ -106,18 +155,43 @@ def summarize(values: Iterable[float | None]) -> dict[str, float | int | None]:
     return {"n": len(xs), "median": statistics.median(xs), "min": min(xs), "max": max(xs), "cv": cv}
 
 
+def _itl(q: int) -> Callable[[RequestRecord], float | None]:
+    return lambda r: itl_percentiles(r)[f"p{q}"]
+
+
+def _split(key: str) -> Callable[[RequestRecord], float | None]:
+    def value(r: RequestRecord) -> float | None:
+        v = token_split(r)[key]
+        return float(v) if isinstance(v, int) else None
+
+    return value
+
+
+#: Every per-phase statistic: name → the per-request value it summarises.
+PHASE_METRICS: dict[str, Callable[[RequestRecord], float | None]] = {
+    "ttft_ms": lambda r: r.ttft_ms,
+    "ttfc_ms": lambda r: r.ttfc_ms,
+    "headers_ms": lambda r: r.headers_ms,
+    "decode_tok_s": decode_tok_s,
+    "total_ms": lambda r: r.total_ms,
+    "itl_p50_ms": _itl(50),
+    "itl_p95_ms": _itl(95),
+    "itl_p99_ms": _itl(99),
+    "prompt_tokens": lambda r: r.prompt_tokens,
+    "completion_tokens": lambda r: r.completion_tokens,
+    "reasoning_tokens": _split("reasoning_tokens"),
+    "content_tokens": _split("content_tokens"),
+    "cached_tokens": lambda r: r.cached_tokens,
+    "cached_fraction": cached_fraction,
+    "tokens_per_chunk": tokens_per_chunk,
+    "engine_prefill_ms": engine_prefill_ms,
+    "engine_prefill_tok_s": engine_prefill_tok_s,
+    "engine_decode_tok_s": engine_decode_tok_s,
+    "ttft_overhead_ms": ttft_overhead_ms,
+}
+
+
 def phase_stats(records: Sequence[RequestRecord]) -> dict[str, Mapping[str, float | int | None]]:
     """Statistics per metric over the successful requests of one phase."""
     ok = [r for r in records if r.ok]
-    return {
-        "ttft_ms": summarize(r.ttft_ms for r in ok),
-        "ttfc_ms": summarize(r.ttfc_ms for r in ok),
-        "decode_tok_s": summarize(decode_tok_s(r) for r in ok),
-        "total_ms": summarize(r.total_ms for r in ok),
-        "prompt_tokens": summarize(r.prompt_tokens for r in ok),
-        "completion_tokens": summarize(r.completion_tokens for r in ok),
-        "cached_tokens": summarize(r.cached_tokens for r in ok),
-        "tokens_per_chunk": summarize(tokens_per_chunk(r) for r in ok),
-        "engine_prefill_ms": summarize(engine_prefill_ms(r) for r in ok),
-        "engine_decode_tok_s": summarize(engine_decode_tok_s(r) for r in ok),
-    }
+    return {name: summarize(value(r) for r in ok) for name, value in PHASE_METRICS.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,12 @@ def register(parser: pytest.Parser) -> None:
         "--asiai-update-baseline", action="store_true", default=False, help="rewrite the baseline file from this run"
     )
     group.addoption(
+        "--asiai-require-baseline",
+        action="store_true",
+        default=False,
+        help="fail test_regression when the baseline file or a case in it is missing (default: warn and skip)",
+    )
+    group.addoption(
         "--asiai-replay",
         metavar="PATH",
         action="append",
@@ -82,7 +89,35 @@ def register(parser: pytest.Parser) -> None:
         metavar="NAME=VALUE",
         action="append",
         default=[],
-        help="override a gate threshold, e.g. ttft_ms=1000 (repeatable)",
+        help="override a gate threshold, e.g. ttft=1000 or memory=4096 (repeatable)",
+    )
+    group.addoption(
+        "--asiai-solo",
+        metavar="check|stop",
+        default="check",
+        choices=["check", "stop"],
+        help="SOLO: 'check' reports other resident engines (default); 'stop' also stops, before measuring, "
+        "every other engine this plugin started (never engines it did not start)",
+    )
+    group.addoption(
+        "--asiai-burst-sizes",
+        metavar="N,N,...",
+        default=None,
+        help="burst sizes (default: engines.toml burst_sizes, ini asiai_burst_sizes, else 30,60,80 in the "
+        "full profile and 4,8 in smoke)",
+    )
+    group.addoption(
+        "--asiai-burst-runs",
+        metavar="N",
+        default=None,
+        help="passes per burst size (default: ini asiai_burst_runs, else 1)",
+    )
+    group.addoption(
+        "--asiai-endurance-turns",
+        metavar="N",
+        type=_at_least_one,
+        default=None,
+        help="tool calls in the endurance suite's straight trajectory (default: 80 in the full profile, 10 in smoke)",
     )
     parser.addini("asiai_engines", "engine matrix file, relative to the rootdir", default="engines.toml")
     parser.addini("asiai_profile", "default prompt-size profile", default="")
@@ -90,6 +125,8 @@ def register(parser: pytest.Parser) -> None:
     parser.addini("asiai_json", "default JSON report path", default="")
     parser.addini("asiai_gates", "gate threshold overrides, one NAME=VALUE per line", type="linelist", default=[])
     parser.addini("asiai_tolerances", "regression tolerances, one METRIC=PCT per line", type="linelist", default=[])
+    parser.addini("asiai_burst_sizes", "default burst sizes, e.g. 30,60,80", default="")
+    parser.addini("asiai_burst_runs", "default passes per burst size", default="1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +151,13 @@ class Settings:
     replay: tuple[Path, ...]
     gates_ini: tuple[str, ...]
     gates_cli: tuple[str, ...]
+    burst_sizes_override: tuple[int, ...] | None = None
+    """--asiai-burst-sizes: wins over engines.toml."""
+    burst_sizes_default: tuple[int, ...] | None = None
+    """ini asiai_burst_sizes: used where engines.toml says nothing."""
+    burst_runs: int = 1
+    solo: str = "check"
+    """--asiai-solo: ``stop`` stops the plugin's own other engines before a case is measured."""
 
     def profile_for(self, case_profile: str | None) -> str:
         """The profile a case runs: command line, then engines.toml, then ini, then ``full``."""
@@ -122,6 +166,40 @@ class Settings:
 
 def _path(value: str | None, root: Path) -> Path | None:
     return (root / value) if value else None
+
+
+MAX_BURST_SIZE = 500
+
+
+def burst_sizes(raw: str | None, where: str) -> tuple[int, ...] | None:
+    """``"30,60,80"`` → (30, 60, 80); None when empty; a usage error naming ``where`` when malformed."""
+    if raw is None or not raw.strip():
+        return None
+    parts = [p.strip() for p in raw.split(",")]
+    if not all(p.isdigit() and 1 <= int(p) <= MAX_BURST_SIZE for p in parts):
+        raise pytest.UsageError(f"{where}: {raw!r}: expected comma-separated whole numbers from 1 to {MAX_BURST_SIZE}")
+    return tuple(dict.fromkeys(int(p) for p in parts))
+
+
+def _at_least_one(raw: str) -> int:
+    """argparse type of a count option: the error names the option and the value."""
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+def whole_number(raw: str, where: str) -> int:
+    """A count of at least 1, or a usage error naming ``where``."""
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise pytest.UsageError(f"{where}: expected a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+def _burst_runs(config: pytest.Config) -> int:
+    raw = config.getoption("asiai_burst_runs")
+    if raw is not None:
+        return whole_number(raw, "--asiai-burst-runs")
+    return whole_number(str(config.getini("asiai_burst_runs") or "1"), "ini asiai_burst_runs")
 
 
 def read(config: pytest.Config) -> Settings:
@@ -157,4 +235,8 @@ def read(config: pytest.Config) -> Settings:
         replay=tuple(Path(p) for p in opt("asiai_replay")),
         gates_ini=tuple(config.getini("asiai_gates")),
         gates_cli=tuple(opt("asiai_gate")),
+        burst_sizes_override=burst_sizes(opt("asiai_burst_sizes"), "--asiai-burst-sizes"),
+        burst_sizes_default=burst_sizes(str(config.getini("asiai_burst_sizes")), "ini asiai_burst_sizes"),
+        burst_runs=_burst_runs(config),
+        solo=str(opt("asiai_solo")),
     )

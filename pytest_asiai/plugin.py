@@ -10,16 +10,23 @@ from typing import Any
 
 import pytest
 
-from . import options
+from . import baseline, burst, junit, options
+from .baseline import asiai_baseline
+from .burst import burst_fixture
+from .distribute import adopt_dist_mode, default_to_loadgroup, share_dist_mode
 from .fixtures import agentic, engine
+from .gates import GATE_NAMES, user_gate_event
+from .html import write_html
 from .matrix import Case, MatrixError, load_matrix, select_cases
-from .protocol import PHASE_NAMES
-from .report import ReportCollector, run_meta
+from .protocol import PHASE_NAMES, phase_names_for
+from .replay import ReplayError, load_replay
+from .report import make_collector, redactor_for, test_event, worker_spool
 from .session import AsiaiSession
 from .stash import COLLECTOR_KEY, SESSION_KEY, session_of
 from .table import summary_lines
+from .tiers import tiers_by_case
 
-__all__ = ["agentic", "engine"]
+__all__ = ["agentic", "asiai_baseline", "burst_fixture", "engine"]
 
 MARKERS = {
     "agentic": "agentic protocol phases and their gates (pytest-asiai)",
@@ -38,8 +45,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.register(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    default_to_loadgroup(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    share_dist_mode(node)
+
+
 def _load_cases(settings: options.Settings) -> tuple[list[Case], str | None]:
-    """The selected cases, or a reason why there are none (raises UsageError on a bad file)."""
+    """The selected cases, or a reason why there are none (raises UsageError on a bad file).
+
+    With ``--asiai-replay`` the cases are the recorded ones and engines.toml is not read.
+    """
+    if settings.replay:
+        try:
+            replayed = load_replay(settings.replay)
+        except ReplayError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        return select_cases(replayed, settings.engine_filter, settings.model_filter, settings.mtp_filter), None
     path = settings.engines_path
     if not settings.engines_path_explicit and not path.exists():
         return [], f"no engine matrix: {path} does not exist (give --asiai-engines PATH)"
@@ -56,11 +82,16 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = options.read(config)
     cases, load_error = _load_cases(settings)
     log_dir = config.rootpath / ".asiai" / "logs"
-    config.stash[SESSION_KEY] = AsiaiSession(settings, cases, load_error, log_dir)
-    if settings.json_path is not None and not is_worker(config):
-        collector = ReportCollector(settings.json_path, run_meta(config))
+    state = config.stash[SESSION_KEY] = AsiaiSession(settings, cases, load_error, log_dir)
+    baseline.configure(config, settings.baseline, settings.tolerances, settings.update_baseline)
+    redactor = redactor_for(c.api_key_env for c in cases)
+    if is_worker(config):
+        adopt_dist_mode(config)
+        state.spool = worker_spool(config, redactor)
+    elif cases or settings.json_path or settings.html_path:
+        collector = make_collector(config, settings.json_path, [c.id for c in cases], redactor)
         config.stash[COLLECTOR_KEY] = collector
-        config.pluginmanager.register(collector, "asiai-report")
+        state.spool = collector.own_spool()
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -68,6 +99,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if session.load_error:
         return f"asiai: {session.load_error}"
     profiles = sorted({session.settings.profile_for(c.profile) for c in session.cases})
+    if session.settings.replay:
+        return f"asiai: {len(session.cases)} case(s) replayed from {', '.join(map(str, session.settings.replay))}"
     return (
         f"asiai: {len(session.cases)} case(s) from {session.settings.engines_path} "
         f"(profile {', '.join(profiles) or '-'}, runs {session.settings.runs})"
@@ -81,9 +114,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if session.load_error and not session.cases:
         raise pytest.UsageError(session.load_error)
     cases = session.cases
-    metafunc.parametrize("asiai_case", cases, ids=[c.id for c in cases], scope="session")
+    if "burst_size" in metafunc.fixturenames:
+        pairs, ids = burst.parametrization(session.settings, cases)
+        metafunc.parametrize(("asiai_case", "burst_size"), pairs, ids=ids, scope="session")
+    else:
+        metafunc.parametrize("asiai_case", cases, ids=[c.id for c in cases], scope="session")
     if "phase_name" in metafunc.fixturenames:
         metafunc.parametrize("phase_name", PHASE_NAMES)
+    if "gate_name" in metafunc.fixturenames:
+        metafunc.parametrize("gate_name", GATE_NAMES)
+    if "asiai_metric" in metafunc.fixturenames:
+        metrics = baseline.regression_metrics(metafunc.config, PHASE_NAMES)
+        metafunc.parametrize("asiai_metric", metrics, ids=[m.id for m in metrics])
 
 
 def case_of(item: pytest.Item) -> Case | None:
@@ -92,34 +134,43 @@ def case_of(item: pytest.Item) -> Case | None:
     return case if isinstance(case, Case) else None
 
 
+def _deselect_inapplicable_phases(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``restart-prefix`` needs an engine the plugin manages: deselect it for live cases given by URL."""
+    dropped = []
+    for item in items:
+        case = case_of(item)
+        phase_name = item.callspec.params.get("phase_name") if case is not None else None  # type: ignore[attr-defined]
+        if case is not None and case.replay is None and isinstance(phase_name, str):
+            if phase_name not in phase_names_for(case.managed is not None):
+                dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
+@pytest.hookimpl(tryfirst=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_group_by_host(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each engine on one xdist worker. First, so the marks exist when xdist's worker turns them into
+    ``@group`` node-id suffixes (its loadgroup scheduling only sees those)."""
+    for item in items:
+        case = case_of(item)
+        if case is not None:
+            item.add_marker(pytest.mark.xdist_group(case.host_group))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Plan each case's phases from the selected tests, and keep each engine on one xdist worker."""
+    """Plan each case's phases from the selected tests; regression tests go last."""
     session = session_of(config)
+    _deselect_inapplicable_phases(config, items)
     for item in items:
         case = case_of(item)
         if case is None:
             continue
-        item.add_marker(pytest.mark.xdist_group(case.host_group))
         phase_name = item.callspec.params.get("phase_name")  # type: ignore[attr-defined]
         if isinstance(phase_name, str):
             session.planned[case.id].add(phase_name)
-
-
-def _test_event(item: pytest.Item, report: pytest.TestReport) -> dict[str, Any]:
-    message = None
-    if report.failed or report.skipped:
-        message = report.longreprtext.strip().splitlines()[-1] if report.longreprtext else None
-        if report.skipped and isinstance(report.longrepr, tuple):
-            message = str(report.longrepr[2])
-    return {
-        "type": "test",
-        "nodeid": item.nodeid,
-        "name": item.name,
-        "outcome": report.outcome,
-        "message": message,
-        "duration": report.duration,
-    }
+    items[:] = baseline.order_regression_items(config, items)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -128,9 +179,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = yield
     case = case_of(item)
     if case is not None:
-        events = session_of(item.config).drain(case.id)
+        state = session_of(item.config)
+        events = state.drain(case.id)
+        if report.when == "call":
+            phase_name = item.callspec.params.get("phase_name")  # type: ignore[attr-defined]
+            agentic_state = state.agentics.get(case.id)
+            phase = agentic_state.results.get(phase_name) if agentic_state and isinstance(phase_name, str) else None
+            properties = junit.properties_for(phase_name, phase.stats if phase else None, events)
+            item.user_properties.extend(properties)
+            report.user_properties.extend(properties)
         if report.when == "call" or (report.when == "setup" and not report.passed):
-            events.append(_test_event(item, report))
+            events.append(test_event(item, report))
+            if (gate := user_gate_event(item, report, events)) is not None:
+                events.append(gate)
         report.asiai = {"case_id": case.id, "events": events}  # type: ignore[attr-defined]
     return report
 
@@ -143,8 +204,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for case_id in list(state.outbox):
             collector.add(case_id, state.drain(case_id))
     state.close()
+    if state.spool is not None:
+        state.spool.close()
     if collector is not None:
-        collector.close(int(exitstatus))
+        local = collector.model.meta.get("machine_id")
+        for case_id, tier in tiers_by_case(collector.model.cases.values(), local).items():
+            collector.add(case_id, [{"type": "tier", "tier": tier}])
+        report = collector.close(int(exitstatus))
+        if state.settings.html_path is not None:
+            write_html(report, state.settings.html_path)
+            collector.notes.append(f"HTML report: {state.settings.html_path}")
+        collector.notes.extend(baseline.finish(config, report, int(exitstatus)))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -152,13 +222,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     collector = config.stash.get(COLLECTOR_KEY, None)
     state = session_of(config)
-    lines = summary_lines(collector.model.cases if collector else _local_cases(state))
+    local = collector.model.meta.get("machine_id") if collector else None
+    lines = summary_lines(collector.model.cases if collector else _local_cases(state), local)
     if lines:
         terminalreporter.write_sep("=", "asiai results")
         for line in lines:
             terminalreporter.write_line(line)
-        if collector is not None:
+        if collector is not None and collector.json_path is not None:
             terminalreporter.write_line(f"report: {collector.json_path}")
+    for line in collector.notes if collector is not None else []:
+        terminalreporter.write_line(line)
 
 
 def _local_cases(state: AsiaiSession) -> dict[str, dict[str, Any]]:

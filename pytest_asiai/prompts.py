@@ -1,14 +1,20 @@
-"""A deterministic prompt corpus: system prompts A and B, user messages, the long-context corpus.
+"""A deterministic prompt corpus: system prompts A and B, user messages X, Y, Z and the long corpus L.
 
 Text is built from varied prose segments, each ending in a unique sentinel so that no two segments
-are identical (naive substring caches cannot cheat). Every user message ends with an instruction
-asking for a long answer, so output length does not depend on how talkative a model is. A salt
-placed at the very start of the system prompt makes a whole prompt new to every cache.
+are identical (naive substring caches cannot cheat), and each text starts with its own label so two
+texts differ from their first word. Sizes are counted in words, the unit :mod:`pytest_asiai.calibrate`
+adjusts to reach a token target on the engine's own tokenizer (a word is one to a few tokens: fine
+enough for a 5 % tolerance even on the smallest message). Every user message ends with an instruction
+asking for a long answer, so output length does not depend on how talkative a model is. A salt placed
+at the very start of the system prompt makes a whole prompt new to every cache.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
 SENTENCES = (
     "The orchestrator keeps a ledger of every tool call it has issued and every result it received.",
@@ -39,42 +45,63 @@ LABELS = {
     "L": "USER-L long-context-multi-document-corpus",
 }
 
+#: System prompts, and user messages (which end with the long-answer instruction).
+SYSTEM_TEXTS = ("A", "B")
+USER_TEXTS = ("X", "Y", "Z", "L")
+
 
 def segment(label: str, i: int) -> str:
-    """Segment ``i`` of a text: rotated prose plus a unique sentinel."""
+    """Segment ``i`` of a text: three rotated sentences (rotation depends on the text) and a sentinel."""
     k = len(SENTENCES)
-    body = " ".join(SENTENCES[(i * 5 + j) % k] for j in range(3))
+    offset = zlib.crc32(label.encode()) % k
+    body = " ".join(SENTENCES[(offset + i * 5 + j) % k] for j in range(3))
     return f"{body} (segment-{label.split()[0]}-{i})"
 
 
-def text_of_segments(label: str, n: int) -> str:
-    """The first ``n`` segments of a labelled text, with the label as its heading."""
-    return f"[{label}]\n" + "\n".join(segment(label, i) for i in range(n))
+@cache
+def _segment_words(label: str, i: int) -> tuple[str, ...]:
+    return tuple(segment(label, i).split())
+
+
+def body_text(label: str, words: int) -> str:
+    """The first ``words`` words of a labelled text, one segment per line, the last one possibly cut."""
+    lines: list[str] = []
+    left = max(0, words)
+    i = 0
+    while left > 0:
+        piece = _segment_words(label, i)[:left]
+        lines.append(" ".join(piece))
+        left -= len(piece)
+        i += 1
+    return f"[{label}]\n" + "\n".join(lines)
+
+
+def text(which: str, words: int) -> str:
+    """Text ``which`` (A, B, X, Y, Z or L) with ``words`` body words; user texts end with the instruction."""
+    out = body_text(LABELS[which], words)
+    return out + "\n\n" + INSTRUCTION if which in USER_TEXTS else out
 
 
 @dataclass(frozen=True, slots=True)
 class Corpus:
-    """Segment counts per text; :mod:`pytest_asiai.calibrate` chooses them from token targets."""
+    """Body size in words of each text (A, B, X, Y, Z, L), chosen by calibration from token targets."""
 
-    system_segments: int
-    user_segments: int
-    long_segments: int
+    words: Mapping[str, int]
 
     def system(self, which: str, salt: str = "") -> str:
         """System prompt A or B; the salt goes first so the whole prompt is new."""
         head = f"{salt} " if salt else ""
-        return head + text_of_segments(LABELS[which], self.system_segments)
+        return head + text(which, self.words[which])
 
     def user(self, which: str) -> str:
         """User message X, Y, Z or the long corpus L, each ending with the long-answer instruction."""
-        n = self.long_segments if which == "L" else self.user_segments
-        return text_of_segments(LABELS[which], n) + "\n\n" + INSTRUCTION
+        return text(which, self.words[which])
 
 
-def estimate_segments(tokens: int, tokens_per_segment: float) -> int:
-    """Segments needed for a token target, given a measured or assumed tokens-per-segment rate."""
-    return max(1, round(tokens / tokens_per_segment))
+#: A conservative guess (English prose with sentinels) used when the engine cannot be asked.
+DEFAULT_TOKENS_PER_WORD = 1.4
 
 
-#: A conservative guess (≈4 characters per token) used before calibration against the engine.
-DEFAULT_TOKENS_PER_SEGMENT = 60.0
+def estimate_words(tokens: int, tokens_per_word: float = DEFAULT_TOKENS_PER_WORD) -> int:
+    """Words needed for a token target, given a measured or assumed tokens-per-word rate."""
+    return max(1, round(tokens / tokens_per_word))

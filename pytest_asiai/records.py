@@ -62,6 +62,8 @@ class RequestRecord:
     """Answer text, bounded to ``MAX_STORED_CONTENT`` characters."""
     content_chars: int = 0
     reasoning_chars: int = 0
+    reasoning: str = ""
+    """Reasoning text, bounded to ``MAX_STORED_CONTENT`` characters (agent loops replay it in history)."""
     tool_calls: tuple[ToolCall, ...] = field(default=())
     malformed_lines: int = 0
     """SSE data lines that were not JSON: skipped, but counted so a sloppy engine shows."""

@@ -1,14 +1,20 @@
 """The JSON report: events appended to a JSON Lines log as they arrive, the report file rewritten
-atomically after each one, so Ctrl-C, a dead engine or a crashed worker never lose a measurement.
+atomically, so Ctrl-C, a dead engine or a crashed worker never lose a measurement.
 
-Only the controller (or a run without xdist) owns a collector. The report is validated against
-``schemas/report.schema.json`` before every write.
+Measurements travel as events on test reports (``report.asiai``), so the controller sees the same
+events under xdist as in a serial run. Only the controller (or a run without xdist) owns a
+:class:`ReportCollector`. Every process also spools its events (:mod:`pytest_asiai.spool`); the
+collector applies whatever a crashed or interrupted process measured but never reported. The
+report is validated against ``schemas/report.schema.json`` before every write, and scrubbed of
+secrets (:mod:`pytest_asiai.redact`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -21,9 +27,17 @@ from typing import Any
 import jsonschema
 import pytest
 
-from . import __version__
+from . import __version__, spool
+from .machine import case_machine_id, git_info, machine_id, machine_info
+from .redact import Redactor
 
 SCHEMA_ID = "pytest-asiai/report-v1"
+WRITE_INTERVAL_S = 2.0
+"""Rewrite the report at most this often during a run (the log is always up to date)."""
+CUT_SHORT = (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+"""Exit statuses of a run that did not get to the end: its report is not ``complete``."""
+TEST_FIELDS = ("nodeid", "name", "outcome", "message", "duration", "markers", "worker")
+ASIAI_MARKERS = ("agentic", "burst", "toolcall", "endurance", "gate")
 
 
 @cache
@@ -33,14 +47,54 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
+@cache
+def _validators() -> tuple[
+    jsonschema.Draft202012Validator, jsonschema.Draft202012Validator, jsonschema.Draft202012Validator
+]:
+    """The whole report, the report without its cases, and one case (validators are built once)."""
+    schema = report_schema()
+    envelope = {**schema, "properties": {**schema["properties"], "cases": {"type": "array"}}}
+    case = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/case"}
+    return tuple(jsonschema.Draft202012Validator(s) for s in (schema, envelope, case))  # type: ignore[return-value]
+
+
 def validate_report(report: Mapping[str, Any]) -> None:
     """Raise jsonschema.ValidationError when the report does not match the shipped schema."""
-    jsonschema.Draft202012Validator(report_schema()).validate(report)
+    _validators()[0].validate(report)
+
+
+def validate_partial(report: Mapping[str, Any], case_ids: Iterable[str]) -> None:
+    """Validate the report but only the named cases (the others were validated before and did not change).
+
+    Validating a fleet-sized report costs seconds of CPU (jsonschema walks every token timestamp); a
+    run rewrites its report often, so only the final write pays for a full validation.
+    """
+    _, envelope, case = _validators()
+    envelope.validate(report)
+    wanted = set(case_ids)
+    for item in report["cases"]:
+        if item.get("id") in wanted:
+            case.validate(item)
+
+
+def schema_problem(report: Any) -> str | None:
+    """The most relevant schema violation as one line (``cases[0].phases.cold: ...``), or None."""
+    validator = jsonschema.Draft202012Validator(report_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(report))
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+    return f"{where or '(top level)'}: {error.message}"
 
 
 def log_path_for(json_path: Path) -> Path:
     """The incremental JSON Lines log kept beside the report."""
     return json_path.with_name(json_path.name + ".events.jsonl")
+
+
+def spool_dir_for(json_path: Path) -> Path:
+    """Where every process spools its events during a run (removed after a clean finish)."""
+    return json_path.with_name(json_path.name + ".spool")
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -58,6 +112,56 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def dump_report(report: Mapping[str, Any]) -> str:
+    return json.dumps(report, indent=1, default=str, allow_nan=False) + "\n"
+
+
+# -- test events ------------------------------------------------------------------------------------
+
+
+def plain_nodeid(nodeid: str) -> str:
+    """The node id without the ``@group`` suffix xdist's loadgroup mode appends (never key on it)."""
+    head, sep, tail = nodeid.rpartition("::")
+    if "@" in tail and (tail.rfind("]") < tail.rfind("@")):
+        tail = tail[: tail.rfind("@")]
+    return head + sep + tail
+
+
+def test_event(item: pytest.Item, report: pytest.TestReport) -> dict[str, Any]:
+    """A test's outcome as a report event: a gate a user writes lands in the report like ours."""
+    message = None
+    if report.failed or report.skipped:
+        message = report.longreprtext.strip().splitlines()[-1] if report.longreprtext else None
+        if report.skipped and isinstance(report.longrepr, tuple):
+            message = str(report.longrepr[2])
+    return {
+        "type": "test",
+        "nodeid": plain_nodeid(item.nodeid),
+        "name": item.name,
+        "outcome": report.outcome,
+        "message": message,
+        "duration": report.duration,
+        "markers": sorted({m.name for m in item.iter_markers() if m.name in ASIAI_MARKERS}),
+        "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+    }
+
+
+test_event.__test__ = False  # type: ignore[attr-defined]  # not a test, despite its name
+
+
+def case_for_nodeid(nodeid: str, case_ids: Iterable[str]) -> str | None:
+    """The case a node id belongs to, from its parameter id (the controller of xdist has no items)."""
+    m = re.search(r"\[(.*)\]", plain_nodeid(nodeid))
+    if m is None:
+        return None
+    params = m.group(1)
+    matches = [c for c in case_ids if params == c or params.startswith(c + "-") or f"-{c}-" in f"-{params}-"]
+    return max(matches, key=len) if matches else None
+
+
+# -- the report model ----------------------------------------------------------------------------------
+
+
 def _empty_case(case_id: str) -> dict[str, Any]:
     return {
         "id": case_id,
@@ -69,6 +173,7 @@ def _empty_case(case_id: str) -> dict[str, Any]:
         "tests": [],
         "metrics": {},
         "results": {},
+        "tier": None,
     }
 
 
@@ -78,108 +183,337 @@ class ReportModel:
     def __init__(self, meta: Mapping[str, Any]) -> None:
         self.meta = dict(meta)
         self.cases: dict[str, dict[str, Any]] = {}
+        self.incidents: list[dict[str, Any]] = []
+        self.changed: set[str] = set()
+        """Cases changed since the last validated write."""
 
-    def apply(self, case_id: str, event: Mapping[str, Any]) -> None:
-        case = self.cases.setdefault(case_id, _empty_case(case_id))
+    def apply(self, case_id: str | None, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
+        if kind == "incident":
+            self.incidents.append({k: event.get(k) for k in ("kind", "message", "nodeid", "case_id", "at")})
+            return
+        if case_id is None:
+            return
+        case = self.cases.setdefault(case_id, _empty_case(case_id))
+        self.changed.add(case_id)
         if kind == "case":
             case.update({k: event.get(k) for k in ("case", "engine", "profile", "runs")})
         elif kind == "phase":
             phase = event["phase"]
             case["phases"][phase["name"]] = phase
         elif kind == "result":
-            # Suites beyond the phases (gates, burst, toolcall, endurance) report under a section.
+            # Suites beyond the phases (gates, burst, toolcall, regression) report under a section.
             case["results"].setdefault(event["section"], {})[event["key"]] = event["value"]
         elif kind == "metric":
             case["metrics"][event["name"]] = event["value"]
+        elif kind == "tier":
+            case["tier"] = event.get("tier")
         elif kind == "test":
-            case["tests"].append({k: event.get(k) for k in ("nodeid", "name", "outcome", "message", "duration")})
+            case["tests"].append({k: event.get(k) for k in TEST_FIELDS})
 
-    def build(self, finished: bool) -> dict[str, Any]:
+    def build(self, finished: bool, exit_status: int | None = None) -> dict[str, Any]:
+        local = self.meta.get("machine_id")
         return {
             "schema": SCHEMA_ID,
             **self.meta,
             "finished_at": time.time() if finished else None,
-            "complete": finished,
-            "cases": list(self.cases.values()),
+            "complete": finished and exit_status not in CUT_SHORT,
+            "exit_status": exit_status,
+            "incidents": list(self.incidents),
+            "cases": [{**c, "machine_id": case_machine_id(local, c)} for c in self.cases.values()],
         }
 
 
+def incident(kind: str, message: str, nodeid: str | None = None, case_id: str | None = None) -> dict[str, Any]:
+    """A run-level failure that is not a test outcome: an interrupt, a crashed worker."""
+    return {
+        "type": "incident",
+        "kind": kind,
+        "message": message,
+        "nodeid": nodeid,
+        "case_id": case_id,
+        "at": time.time(),
+    }
+
+
+# -- the collector (controller only) ------------------------------------------------------------------
+
+
 class ReportCollector:
-    """Receives events on the controller and keeps the log and the report file up to date."""
+    """Receives events on the controller and keeps the log and the report file up to date.
 
-    def __init__(self, json_path: Path, meta: Mapping[str, Any]) -> None:
+    Registered as a plugin, so its methods are hooks. ``json_path`` may be None: the model is still
+    kept (the terminal table, the HTML report and baselines read it), only no file is written.
+    """
+
+    def __init__(
+        self,
+        meta: Mapping[str, Any],
+        json_path: Path | None,
+        *,
+        redactor: Redactor | None = None,
+        case_ids: Iterable[str] = (),
+        spool_dir: Path | None = None,
+    ) -> None:
         self.json_path = json_path
-        self.log_path = log_path_for(json_path)
-        self.model = ReportModel(meta)
-        self.json_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("w", encoding="utf-8")
-        self._write_line({"type": "meta", "meta": dict(meta)})
+        self.log_path = log_path_for(json_path) if json_path else None
+        self.spool_dir = spool_dir
+        self.redactor = redactor or Redactor()
+        self.case_ids = list(case_ids)
+        self.model = ReportModel(self.redactor.scrub(dict(meta)))
+        self.report: dict[str, Any] | None = None
+        self.notes: list[str] = []
+        """Lines for the terminal summary (HTML written, baseline updated)."""
+        self.running: dict[str, float] = {}
+        self._seen: set[tuple[str, int]] = set()
+        self._dirty = False
+        self._last_write = 0.0
+        self._log = None
+        if self.json_path is not None and self.log_path is not None:
+            self.json_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("w", encoding="utf-8")
+            self._write_line({"type": "meta", "meta": self.model.meta})
+        if spool_dir is not None:
+            shutil.rmtree(spool_dir, ignore_errors=True)
+            spool_dir.mkdir(parents=True, exist_ok=True)
 
+    def own_spool(self) -> spool.Spool | None:
+        """The controller's own spool (so ``rebuild`` recovers even a SIGKILLed serial run)."""
+        return spool.Spool(self.spool_dir, self.redactor) if self.spool_dir is not None else None
+
+    # -- events
     def _write_line(self, obj: Mapping[str, Any]) -> None:
-        self._log.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
-        self._log.flush()
+        if self._log is not None and not self._log.closed:
+            self._log.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
+            self._log.flush()
 
-    def add(self, case_id: str, events: Iterable[Mapping[str, Any]]) -> None:
-        changed = False
-        for event in events:
+    def add(self, case_id: str | None, events: Iterable[Mapping[str, Any]]) -> None:
+        """Fold events in (each spooled event once), log them, and rewrite the report now and then."""
+        for raw in events:
+            key = spool.key_of(raw)
+            if key is not None:
+                if key in self._seen:
+                    continue
+                self._seen.add(key)
+            event = self.redactor.scrub(dict(raw))
             self._write_line({"case_id": case_id, **event})
             self.model.apply(case_id, event)
-            changed = True
-        if changed:
+            self._dirty = True
+        if self._dirty and time.monotonic() - self._last_write >= WRITE_INTERVAL_S:
             self.write(finished=False)
 
+    def record_incident(self, kind: str, message: str, nodeid: str | None = None) -> None:
+        case_id = case_for_nodeid(nodeid, self.case_ids) if nodeid else None
+        self.add(case_id, [incident(kind, message, plain_nodeid(nodeid) if nodeid else None, case_id)])
+        self.write(finished=False)
+
+    def recover(self) -> int:
+        """Apply spooled events the controller never received (after a crash, and at the end)."""
+        if self.spool_dir is None:
+            return 0
+        before = len(self._seen)
+        for path in spool.spool_files(self.spool_dir):
+            for obj in spool.read_events(path):
+                self.add(obj.pop("case_id"), [obj])
+        return len(self._seen) - before
+
+    # -- hooks
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.running[nodeid] = time.time()
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self.running.pop(nodeid, None)
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Hook: fold in the events a test report carries (from this process or an xdist worker)."""
+        """Fold in the events a test report carries (from this process or an xdist worker).
+
+        First, so that JUnit and the terminal see the node id without the ``@group`` suffix xdist's
+        loadgroup mode appends: test case names do not change with ``-n``.
+        """
+        report.nodeid = plain_nodeid(report.nodeid)
         payload = getattr(report, "asiai", None)
         if isinstance(payload, dict):
             self.add(payload["case_id"], payload["events"])
+        elif report.failed and report.when not in ("setup", "call", "teardown"):
+            self._crashed_test(report)
 
+    def _crashed_test(self, report: pytest.TestReport) -> None:
+        """xdist's synthetic report for the test a worker died in: record it against its case."""
+        message = str(report.longrepr)
+        case_id = case_for_nodeid(report.nodeid, self.case_ids)
+        self.record_incident("worker_crash", message, report.nodeid)
+        if case_id is not None:
+            test = {"type": "test", "nodeid": plain_nodeid(report.nodeid), "outcome": "failed", "message": message}
+            test["name"] = test["nodeid"].rsplit("::", 1)[-1]
+            self.add(case_id, [test])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Tell each xdist worker where to spool its events."""
+        if self.spool_dir is not None:
+            node.workerinput["asiai_spool"] = str(self.spool_dir)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """Report a benchmark test that crashed its worker once, instead of re-running it.
+
+        Under loadgroup (loadscope) scheduling xdist puts the crashed test back in its group's work
+        unit, so the replacement worker runs it again, crashes again, and so on until
+        ``--max-worker-restart`` gives up, losing the rest of the group. Marking it done lets the
+        replacement worker carry on with the group's remaining tests.
+        """
+        if case_for_nodeid(crashitem, self.case_ids) is None:
+            return
+        for unit in getattr(sched, "workqueue", {}).values():
+            if crashitem in unit:
+                unit[crashitem] = True
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        """A worker went down: take what it spooled now, before a replacement re-measures its case."""
+        self.recover()
+        if error is not None and str(error) != "keyboard-interrupt":
+            worker = getattr(getattr(node, "gateway", None), "id", "?")
+            self.record_incident("worker_down", f"worker {worker} went down: {error}")
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C: record it and which tests were running; the partial report is written at close."""
+        self.recover()
+        message = f"{excinfo.typename}: {excinfo.value}".rstrip(": ")
+        self.record_incident("interrupted", message)
+        for nodeid in list(self.running):
+            case_id = case_for_nodeid(nodeid, self.case_ids)
+            if case_id is not None:
+                name = plain_nodeid(nodeid).rsplit("::", 1)[-1]
+                test = {"type": "test", "nodeid": plain_nodeid(nodeid), "name": name, "outcome": "interrupted"}
+                self.add(case_id, [{**test, "message": message}])
+
+    # -- files
     def write(self, finished: bool, exit_status: int | None = None) -> dict[str, Any]:
-        report = self.model.build(finished)
-        report["exit_status"] = exit_status
-        validate_report(report)
-        atomic_write(self.json_path, json.dumps(report, indent=1, default=str) + "\n")
+        """Build, validate and (with a path) atomically write the report."""
+        report = self.model.build(finished, exit_status)
+        if finished:
+            validate_report(report)
+        else:
+            validate_partial(report, self.model.changed)
+        self.model.changed.clear()
+        if self.json_path is not None:
+            atomic_write(self.json_path, dump_report(report))
+        self.report = report
+        self._dirty = False
+        self._last_write = time.monotonic()
         return report
 
     def close(self, exit_status: int) -> dict[str, Any]:
+        """Take in every spooled event, write the final report, and remove the spool."""
+        self.recover()
         report = self.write(finished=True, exit_status=exit_status)
-        self._log.close()
+        self._write_line({"type": "finish", "exit_status": exit_status, "finished_at": report["finished_at"]})
+        if self._log is not None:
+            self._log.close()
+        if self.spool_dir is not None:
+            shutil.rmtree(self.spool_dir, ignore_errors=True)
         return report
 
 
+def redactor_for(api_key_envs: Iterable[str | None]) -> Redactor:
+    """Secrets to keep out of files: the values of the API key variables engines.toml names."""
+    return Redactor.from_env_names(api_key_envs)
+
+
+def run_spool_dir(config: pytest.Config, json_path: Path | None) -> Path | None:
+    """Beside the report with ``--asiai-json``; a temporary directory for an xdist run without one."""
+    if json_path is not None:
+        return spool_dir_for(json_path.absolute())
+    if getattr(config.option, "numprocesses", None):
+        return Path(tempfile.gettempdir()) / f"pytest-asiai-spool-{os.getpid()}"
+    return None
+
+
+def make_collector(
+    config: pytest.Config, json_path: Path | None, case_ids: Iterable[str], redactor: Redactor
+) -> ReportCollector:
+    """The controller's collector, registered as a plugin so its hooks see every test report."""
+    collector = ReportCollector(
+        run_meta(config),
+        json_path,
+        redactor=redactor,
+        case_ids=case_ids,
+        spool_dir=run_spool_dir(config, json_path),
+    )
+    config.pluginmanager.register(collector, "asiai-report")
+    return collector
+
+
+def worker_spool(config: pytest.Config, redactor: Redactor) -> spool.Spool | None:
+    """An xdist worker spools where the controller told it to (``workerinput["asiai_spool"]``)."""
+    directory = getattr(config, "workerinput", {}).get("asiai_spool")
+    return spool.Spool(Path(directory), redactor) if directory else None
+
+
 def run_meta(config: pytest.Config) -> dict[str, Any]:
-    """What identifies this run: versions, time and command line."""
+    """What identifies this run: versions, time, command line, source tree and machine."""
+    machine = machine_info()
     return {
         "plugin_version": __version__,
         "pytest_version": pytest.__version__,
         "python_version": sys.version.split()[0],
         "started_at": time.time(),
         "command_line": [*config.invocation_params.args],
+        "git": git_info(config.invocation_params.dir),
+        "machine": machine,
+        "machine_id": machine_id(machine),
     }
 
 
-def rebuild(log_path: Path) -> dict[str, Any]:
-    """Rebuild a report from its events log (after a hard crash left no final report)."""
-    model: ReportModel | None = None
+# -- rebuild ---------------------------------------------------------------------------------------------
+
+
+def _log_lines(log_path: Path) -> Iterable[dict[str, Any]]:
     with log_path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                # The last line may be cut short by the crash; anything else is a real problem.
-                if fh.readline():
-                    raise ValueError(f"{log_path}:{n}: not a JSON line") from None
-                break
-            if obj.get("type") == "meta":
-                model = ReportModel(obj["meta"])
-            elif model is not None:
-                model.apply(obj.pop("case_id"), obj)
+        lines = fh.readlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            # The last line may be cut short by the crash; anything else is a real problem.
+            if n < len(lines):
+                raise ValueError(f"{log_path}:{n}: not a JSON line") from None
+            return
+        if not isinstance(obj, dict):
+            raise ValueError(f"{log_path}:{n}: not a JSON object")
+        yield obj
+
+
+def rebuild(log_path: Path) -> dict[str, Any]:
+    """Rebuild a report from its events log and any spool left beside it (after a hard crash)."""
+    model: ReportModel | None = None
+    seen: set[tuple[str, int]] = set()
+    finish: dict[str, Any] | None = None
+    for obj in _log_lines(log_path):
+        if obj.get("type") == "meta":
+            model = ReportModel(obj["meta"])
+        elif obj.get("type") == "finish":
+            finish = obj
+        elif model is not None:
+            if (key := spool.key_of(obj)) is not None:
+                seen.add(key)
+            model.apply(obj.pop("case_id", None), obj)
     if model is None:
         raise ValueError(f"{log_path}: no meta line: not a pytest-asiai events log")
-    report = model.build(finished=False)
-    report["exit_status"] = None
+    name = log_path.name.removesuffix(".events.jsonl")
+    for path in spool.spool_files(log_path.with_name(name + ".spool")):
+        for obj in spool.read_events(path):
+            key = spool.key_of(obj)
+            if key is not None and key in seen:
+                continue
+            if key is not None:
+                seen.add(key)
+            model.apply(obj.pop("case_id"), obj)
+    report = model.build(finished=finish is not None, exit_status=finish.get("exit_status") if finish else None)
+    if finish is not None:
+        report["finished_at"] = finish.get("finished_at")
     return report

@@ -17,6 +17,9 @@ from .engine import EngineHandle
 from .managed import EngineManager
 from .matrix import Case
 from .options import Settings
+from .probes import ProbeRegistry
+from .replay import ReplayAgentic, make_handle
+from .spool import Spool
 from .thresholds import Thresholds, parse_overrides
 
 
@@ -32,12 +35,18 @@ class AsiaiSession:
         self.agentics: dict[str, Agentic] = {}
         self.planned: dict[str, set[str]] = defaultdict(set)
         self.outbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.probes = ProbeRegistry()
+        """psutil samplers, one per live case, started with its agentic object (before any request)."""
+        self.spool: Spool | None = None
+        """Write-ahead copy of every event (set by the plugin when a report is kept)."""
         self.thresholds = Thresholds(
             parse_overrides(settings.gates_ini, "ini asiai_gates"),
             parse_overrides(settings.gates_cli, "--asiai-gate"),
         )
 
     def emit(self, case_id: str, event: dict[str, Any]) -> None:
+        if self.spool is not None:
+            event = self.spool.stamp(case_id, event)
         self.outbox[case_id].append(event)
 
     def record_result(self, case_id: str, section: str, key: str, value: dict[str, Any]) -> None:
@@ -45,16 +54,22 @@ class AsiaiSession:
         self.emit(case_id, {"type": "result", "section": section, "key": key, "value": value})
 
     def drain(self, case_id: str) -> list[dict[str, Any]]:
+        self.probes.publish(case_id, self.record_result)
         events, self.outbox[case_id] = self.outbox[case_id], []
         return events
 
     def handle(self, case: Case) -> EngineHandle:
         if case.id not in self.handles:
-            self.handles[case.id] = EngineHandle(case, self.manager, self._describe)
+            self.handles[case.id] = make_handle(case, self.manager, self._describe)
         return self.handles[case.id]
 
     def agentic(self, case: Case) -> Agentic:
-        if case.id not in self.agentics:
+        if case.id in self.agentics:
+            return self.agentics[case.id]
+        if case.replay is not None:
+            self.agentics[case.id] = ReplayAgentic(self.handle(case), emit=lambda event: self.emit(case.id, event))
+        else:
+            self.probes.start(case.id, self.handle(case))
             self.agentics[case.id] = Agentic(
                 self.handle(case),
                 runs=self.settings.runs,
@@ -77,6 +92,7 @@ class AsiaiSession:
         )
 
     def close(self) -> None:
+        self.probes.stop_all()
         for agentic in self.agentics.values():
             agentic.close()
         self.manager.stop_all()

@@ -1,33 +1,71 @@
-"""The terminal summary: one row per measured case."""
+"""The terminal summary: the tier table, verdict first, one block per machine (as the seed panel).
+
+Columns: warm decode, peak decode, long-context decode (tok/s), warm TTFT (ms), reported reuse
+fraction on the prefix tests, engine peak RSS (GB) and valid output (%). "—" is "not measured",
+never 0. Eliminated and reserve rows name the gates that put them there.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from .tiers import ELIMINATED, RESERVE, VIABLE, WINNER, Row, rank
 
-def _median(case: Mapping[str, Any], phase: str, metric: str) -> float | None:
-    stats = case.get("phases", {}).get(phase, {}).get("stats", {})
-    value = stats.get(metric, {}).get("median")
-    return None if value is None else float(value)
+HEADINGS = {
+    WINNER: "★ Tier 1 — winner + fast",
+    VIABLE: "✓ Tier 2 — viable (slower)",
+    RESERVE: "⚠ Tier 3 — reserve",
+    ELIMINATED: "✗ Tier 4 — eliminated",
+    None: "· not gated (no gate ran)",
+}
+COLUMNS = (("dec t/s", 8), ("peak", 7), ("long", 7), ("TTFT ms", 8), ("reuse", 6), ("RAMpk GB", 9), ("valid%", 7))
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
+def _fmt(value: float | None, spec: str, width: int) -> str:
+    return f"{'—' if value is None else format(value, spec):>{width}}"
 
 
-def summary_lines(cases: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Cold and warm TTFT, warm cached tokens and decode rate per case ("—" = not measured)."""
-    rows = [case for case in cases.values() if case.get("phases")]
-    if not rows:
-        return []
-    header = f"{'case':<40} {'cold TTFT ms':>12} {'warm TTFT ms':>12} {'warm cached':>11} {'decode t/s':>10}"
-    lines = [header]
-    for case in rows:
-        lines.append(
-            f"{case['id']:<40} {_fmt(_median(case, 'cold', 'ttft_ms'), '12.1f')} "
-            f"{_fmt(_median(case, 'warm', 'ttft_ms'), '12.1f')} "
-            f"{_fmt(_median(case, 'warm', 'cached_tokens'), '11.0f')} "
-            f"{_fmt(_median(case, 'warm', 'decode_tok_s'), '10.1f')}"
-        )
+def _cells(row: Row) -> list[str]:
+    ram_gb = None if row.ram_mb is None else row.ram_mb / 1024
+    values = (
+        (row.decode, ".1f"),
+        (row.peak, ".1f"),
+        (row.long_decode, ".1f"),
+        (row.ttft_ms, ".0f"),
+        (row.reuse, ".2f"),
+        (ram_gb, ".1f"),
+        (row.valid_pct, ".0f"),
+    )
+    return [_fmt(v, spec, width) for (v, spec), (_, width) in zip(values, COLUMNS, strict=True)]
+
+
+def _line(row: Row, width: int) -> str:
+    mark = "★" if row.star else " "
+    causes = f"  ✗ {', '.join(row.causes)}" if row.tier == ELIMINATED and row.causes else ""
+    if row.tier == RESERVE and row.causes:
+        causes = f"  ⚠ {', '.join(row.causes)}"
+    return f"{mark} {row.case_id:<{width}} {' '.join(_cells(row))}{causes}"
+
+
+def block_lines(machine: str, rows: list[Row]) -> list[str]:
+    """One machine block: its heading, the column header, then each tier's rows."""
+    width = max(len("case"), *(len(r.case_id) for r in rows))
+    header = "  " + f"{'case':<{width}} " + " ".join(f"{name:>{w}}" for name, w in COLUMNS)
+    lines = [f"machine {machine}", header]
+    for tier, heading in HEADINGS.items():
+        tier_rows = [r for r in rows if r.tier == tier]
+        if tier_rows:
+            lines.append(heading)
+            lines += [_line(r, width) for r in tier_rows]
+    return lines
+
+
+def summary_lines(cases: Mapping[str, Mapping[str, Any]], local_machine: str | None = None) -> list[str]:
+    """The tier table of every case that measured something or was gated; [] when none did."""
+    lines: list[str] = []
+    for machine, rows in rank(cases.values(), local_machine).items():
+        if lines:
+            lines.append("")
+        lines += block_lines(machine, rows)
     return lines

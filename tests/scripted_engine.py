@@ -42,6 +42,7 @@ import time
 import uuid
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
@@ -579,6 +580,9 @@ class ScriptedEngine:
         self.default_completion_tokens = 16
         self.base_url = ""
         self.requests: list[dict[str, Any]] = []
+        self.behaviour_for: Callable[[dict[str, Any]], Behaviour | None] | None = None
+        """Per-request script: called with each chat body; a Behaviour it returns replaces ``behaviour``
+        for that request only (None keeps ``behaviour``). Lets a test change the answer turn by turn."""
         self._routes: dict[tuple[str, str], _Route] = {}
         self._pool = _SlotPool(self.behaviour.slots)
         self._successes = 0
@@ -731,11 +735,12 @@ class ScriptedEngine:
     # ---- chat completions
 
     async def _chat(self, req: _Request, writer: asyncio.StreamWriter) -> None:
-        b = self.behaviour
         body = _parse_chat(req.body)
         if body is None:
             await _respond(writer, 400, _error_body(400, "invalid chat request"), {}, req.keep_alive)
             return
+        scripted = self.behaviour_for(body) if self.behaviour_for is not None else None
+        b = scripted or self.behaviour
         self.requests.append({**body, "_received_ns": req.received_ns})
         await _sleep_ms(b.headers_delay_ms)
         prompt = prompt_tokens(body["messages"])

@@ -1,19 +1,67 @@
 """Engine families: how to talk to each kind of server (version, capabilities, thinking, cold reset).
 
-One module per family; :func:`family_for` maps an engines.toml ``kind`` to its family object.
+One module per family; :func:`family_for` maps an engines.toml ``kind`` to its family object, and
+:data:`DETECTION_ORDER` is the order in which :mod:`pytest_asiai.detect` asks them "is this you?"
+(most specific signature first; the generic family is never "detected", it is what is left).
 """
 
 from __future__ import annotations
 
 from .base import EngineFamily
 from .llamacpp import LlamaCpp
+from .llamacpp_python import LlamaCppPython
+from .lmstudio import LMStudio
+from .mlxlm import MlxLm
+from .ollama import Ollama
+from .omlx import OMlx
+from .probe import Probe
+from .rapidmlx import RapidMlx
+from .vllm_mlx import VllmMlx
+from .vmlx import VMlx
 
-FAMILIES: dict[str, EngineFamily] = {f.kind: f for f in (LlamaCpp(), EngineFamily())}
+GENERIC = EngineFamily()
+
+#: Most specific evidence first: Ollama's /api/version, LM Studio's header, llama.cpp's /props, then
+#: owned_by values, and mlx-lm (a bare http.server) last.
+DETECTION_ORDER: tuple[EngineFamily, ...] = (
+    Ollama(),
+    LMStudio(),
+    LlamaCpp(),
+    LlamaCppPython(),
+    OMlx(),
+    RapidMlx(),
+    VMlx(),
+    VllmMlx(),
+    MlxLm(),
+)
+
+FAMILIES: dict[str, EngineFamily] = {f.kind: f for f in (*DETECTION_ORDER, GENERIC)}
+
+#: The eight engines of the seed panel (plus llama-cpp-python, the second real engine in CI).
+SEED_PANEL = ("llamacpp", "mlxlm", "lmstudio", "rapidmlx", "vllm_mlx", "omlx", "vmlx", "ollama")
 
 
 def family_for(kind: str | None) -> EngineFamily:
     """The family for ``kind``; the generic OpenAI-compatible family for anything unknown."""
-    return FAMILIES.get(kind or "openai", FAMILIES["openai"])
+    return FAMILIES.get(kind or "openai", GENERIC)
 
 
-__all__ = ["FAMILIES", "EngineFamily", "family_for"]
+def identify(probe: Probe) -> tuple[EngineFamily, str | None]:
+    """The first family whose signature matches, with its evidence; the generic family otherwise."""
+    for family in DETECTION_ORDER:
+        evidence = family.signature(probe)
+        if evidence:
+            return family, evidence
+    return GENERIC, None
+
+
+__all__ = [
+    "DETECTION_ORDER",
+    "FAMILIES",
+    "GENERIC",
+    "SEED_PANEL",
+    "EngineFamily",
+    "Probe",
+    "family_for",
+    "identify",
+]

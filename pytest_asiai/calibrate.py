@@ -1,0 +1,256 @@
+"""Prompt sizes in the engine's own tokens, and the context window they must fit in.
+
+The protocol's sizes are token counts (a "50K" phase is 50K on every tokenizer), so each text's word
+count is fitted against the engine itself, by the best method it offers:
+
+1. ``tokenize``: the engine counts exactly (llama.cpp ``POST /tokenize {"content": text}`` →
+   ``{"tokens": [...]}``); each text is fitted by a few secant steps and its final size is counted.
+2. ``prompt_tokens``: two small probe chat requests (``max_tokens: 1``, salted so they prime no
+   cache) give tokens per character and the chat template's own tokens from the reported
+   ``usage.prompt_tokens``; sizes are then predicted, not counted.
+3. ``estimate``: neither works (no usage chunk, engine down): about 4 characters per token, and
+   the report says so.
+
+The available context comes from engines.toml (model ``context``) or llama.cpp's ``/props``
+``default_generation_settings.n_ctx``; when neither says, the engine's own HTTP 400 will.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from .prompts import DEFAULT_TOKENS_PER_WORD, SYSTEM_TEXTS, USER_TEXTS, Corpus, body_text, estimate_words, text
+from .protocol import Profile
+from .records import RequestRecord
+
+Counter = Callable[[str], int | None]
+"""Tokens in a text by the engine's tokenizer (or a prediction of it); None when it cannot say."""
+
+Send = Callable[[str], RequestRecord]
+"""Send one probe chat request whose only message is this user text, with ``max_tokens: 1``."""
+
+#: A fitted size within this fraction of its target stops the search (the gate is 5 %).
+FIT_TOLERANCE = 0.005
+MAX_FIT_STEPS = 6
+CHARS_PER_TOKEN_GUESS = 4.0
+PROBE_WORDS = (40, 400)
+
+
+class CalibrationError(Exception):
+    """A method could not size the prompts; the next method is tried."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextSize:
+    """One text's size: its target and fitted words, and its tokens (counted or predicted)."""
+
+    target: int
+    words: int
+    tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "words": self.words, "tokens": self.tokens}
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """How the prompts were sized for one case, and the context window they must fit in."""
+
+    method: str
+    """``tokenize`` (counted), ``prompt_tokens`` (predicted from probes) or ``estimate`` (guessed)."""
+    sizes: Mapping[str, TextSize]
+    """Per text: A and B (system), X, Y, Z (user) and L (the long corpus)."""
+    template_tokens: int | None
+    """Tokens the chat template adds to a request (probes measure it; None when not measured)."""
+    context: int | None = None
+    context_source: str | None = None
+    note: str | None = None
+    """Why a better method was not used."""
+
+    @property
+    def corpus(self) -> Corpus:
+        return Corpus({k: s.words for k, s in self.sizes.items()})
+
+    def request_tokens(self, system: str, user: str) -> int:
+        """The prompt size of a request with these texts (the salt's few tokens aside)."""
+        return (self.template_tokens or 0) + self.sizes[system].tokens + self.sizes[user].tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "sizes": {k: s.to_dict() for k, s in self.sizes.items()},
+            "template_tokens": self.template_tokens,
+            "long_request_tokens": self.request_tokens("A", "L"),
+            "context": self.context,
+            "context_source": self.context_source,
+            "note": self.note,
+        }
+
+
+# ----------------------------------------------------------------------------------------- fitting
+
+
+def fit_words(count: Counter, which: str, target: int) -> TextSize:
+    """The word count whose text is closest to ``target`` tokens, by secant steps on the counter.
+
+    Raises CalibrationError when the counter gives no answer or does not grow with the text (a
+    broken ``/tokenize`` must not send the search to millions of words).
+    """
+    words = estimate_words(target, DEFAULT_TOKENS_PER_WORD)
+    limit = 5 * target + 100  # fewer than 0.2 tokens per word is not a tokenizer
+    tried: dict[int, int] = {}
+    prev: tuple[int, int] | None = None
+    for _ in range(MAX_FIT_STEPS):
+        n = count(text(which, words))
+        if n is None:
+            raise CalibrationError(f"the counter gave no answer for text {which}")
+        tried[words] = n
+        if abs(n - target) <= max(1.0, target * FIT_TOLERANCE):
+            break
+        slope = n / words
+        if prev is not None:
+            slope = (n - prev[1]) / (words - prev[0])
+            if slope <= 0:
+                raise CalibrationError(f"the token count of text {which} does not grow with its length")
+        prev = (words, n)
+        step = max(1, words + round((target - n) / slope))
+        if step > limit:
+            raise CalibrationError(f"text {which} would need over {limit} words for {target} tokens")
+        if step in tried:
+            break
+        words = step
+    best = min(tried, key=lambda w: (abs(tried[w] - target), w))
+    return TextSize(target=target, words=best, tokens=tried[best])
+
+
+def plan(
+    profile: Profile,
+    count: Counter,
+    method: str,
+    *,
+    template_tokens: int | None = None,
+    context: tuple[int | None, str | None] = (None, None),
+    note: str | None = None,
+) -> Calibration:
+    """Fit every text to the profile: A and B to the system size, X, Y, Z to the user size, and L so
+    that the whole long request (template, system prompt A and L) reaches the long size."""
+    sizes = {w: fit_words(count, w, profile.system_tokens) for w in SYSTEM_TEXTS}
+    sizes |= {w: fit_words(count, w, profile.user_tokens) for w in USER_TEXTS if w != "L"}
+    long_target = profile.long_tokens - (template_tokens or 0) - sizes["A"].tokens
+    sizes["L"] = fit_words(count, "L", max(1, long_target))
+    return Calibration(method, sizes, template_tokens, context[0], context[1], note)
+
+
+# ---------------------------------------------------------------------------------------- counters
+
+
+def server_root(base_url: str) -> str:
+    """The server root without a trailing ``/v1``: llama.cpp's ``/tokenize`` and ``/props`` live there."""
+    parts = urlsplit(base_url.strip())
+    path = parts.path.rstrip("/")
+    path = path[: -len("/v1")] if path.endswith("/v1") else path
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def tokenize_counter(http: httpx.Client, base_url: str) -> Counter | None:
+    """An exact counter through ``POST /tokenize``, or None when the engine has no usable one."""
+    url = server_root(base_url) + "/tokenize"
+
+    def count(content: str) -> int | None:
+        try:
+            response = http.post(url, json={"content": content})
+            data = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        return len(tokens) if isinstance(tokens, list) else None
+
+    sample = body_text("calibration", 30)
+    n = count(sample)
+    # A sane tokenizer gives between 0.5 and 5 tokens per word of this prose.
+    return count if n is not None and 15 <= n <= 150 else None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeFit:
+    """Tokens per character and the template's own tokens, from two probe requests."""
+
+    tokens_per_char: float
+    template_tokens: int
+
+    def counter(self) -> Counter:
+        return lambda content: round(len(content) * self.tokens_per_char)
+
+
+def probe_fit(send: Send) -> ProbeFit:
+    """Two salted probe requests of different sizes; raises CalibrationError when usage is missing."""
+    salt = secrets.token_hex(4)
+    points: list[tuple[int, int]] = []
+    for words in PROBE_WORDS:
+        content = body_text(f"PROBE-{salt} calibration-probe", words)
+        record = send(content)
+        if not record.ok:
+            raise CalibrationError(f"the probe request failed: {record.error_kind}: {record.error}")
+        if record.prompt_tokens is None:
+            raise CalibrationError("the probe request reported no usage.prompt_tokens")
+        points.append((len(content), record.prompt_tokens))
+    (c1, p1), (c2, p2) = points
+    per_char = (p2 - p1) / (c2 - c1)
+    if not 0.05 <= per_char <= 2.0:
+        raise CalibrationError(f"the probes gave an implausible {per_char:.3f} tokens per character")
+    return ProbeFit(per_char, max(0, round(p1 - per_char * c1)))
+
+
+def estimate_counter(content: str) -> int:
+    return round(len(content) / CHARS_PER_TOKEN_GUESS)
+
+
+def context_window(http: httpx.Client, base_url: str, declared: int | None) -> tuple[int | None, str | None]:
+    """Tokens one request may hold: engines.toml's ``context``, else llama.cpp ``/props``, else unknown."""
+    if declared is not None:
+        return declared, "engines.toml context"
+    try:
+        response = http.get(server_root(base_url) + "/props")
+        props = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None, None
+    settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+    if isinstance(n_ctx, int) and not isinstance(n_ctx, bool) and n_ctx > 0:
+        return n_ctx, "/props default_generation_settings.n_ctx"
+    return None, None
+
+
+# ----------------------------------------------------------------------------------------- driver
+
+
+def calibrate(
+    profile: Profile, http: httpx.Client, base_url: str, send: Send, declared_context: int | None
+) -> Calibration:
+    """Size the prompts by the best method the engine offers (tokenize, probes, estimate)."""
+    context = context_window(http, base_url, declared_context)
+    notes: list[str] = []
+    counter = tokenize_counter(http, base_url)
+    if counter is not None:
+        try:
+            return plan(profile, counter, "tokenize", context=context)
+        except CalibrationError as exc:
+            notes.append(f"tokenize: {exc}")
+    else:
+        notes.append("no usable POST /tokenize")
+    try:
+        fit = probe_fit(send)
+        note = "; ".join(notes)
+        return plan(
+            profile, fit.counter(), "prompt_tokens", template_tokens=fit.template_tokens, context=context, note=note
+        )
+    except CalibrationError as exc:
+        notes.append(f"prompt_tokens: {exc}")
+    note = "; ".join([*notes, f"sizes guessed at {CHARS_PER_TOKEN_GUESS:g} characters per token"])
+    return plan(profile, estimate_counter, "estimate", context=context, note=note)

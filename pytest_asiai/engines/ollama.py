@@ -1,0 +1,60 @@
+"""Ollama: ``/api/version``, ``think`` plus ``reasoning_effort``, unload/reload for a true cold run.
+
+Documented shapes (asiai-protocol.md §7.2 ollama, §7.1 step 1): ``GET /api/version`` →
+``{"version": "0.x.y"}``; the OpenAI route ``/v1/chat/completions`` streams reasoning in
+``delta.reasoning`` and reports no cached tokens (ollama #8008). ``/v1`` ignores ``think: false``
+(ollama #17969, hermes-agent #6152); newer versions accept ``reasoning_effort: "none"`` (PR #16854), so
+both are sent. Unloading with ``keep_alive: 0`` drops the runner and its prompt cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from .base import EngineFamily
+from .probe import Probe
+
+
+class Ollama(EngineFamily):
+    kind = "ollama"
+    title = "Ollama"
+    default_port = 11434
+    process_names = ("ollama",)
+    process_patterns = (("ollama", "serve"), ("ollama", "runner"), ("Ollama",))
+    health_path = "/api/version"
+    launch = ("ollama", "serve")  # host and port via env OLLAMA_HOST = "{host}:{port}"
+    reasoning_field = "reasoning"
+    usage_chunk = True
+    cached_field = None
+    documented = "asiai-protocol.md §7.1-7.2 ollama; ollama #8008, #17969, PR #16854"
+
+    def signature(self, probe: Probe) -> str | None:
+        version = probe.json_dict("/api/version").get("version")
+        if isinstance(version, str) and version:
+            return f"GET /api/version is {{version: {version}}}"
+        return None
+
+    def version_from(self, probe: Probe) -> str | None:
+        version = probe.json_dict("/api/version").get("version")
+        return version if isinstance(version, str) and version else None
+
+    def thinking_fields(self, on: bool) -> dict[str, Any]:
+        if on:
+            return {"think": True}
+        return {"think": False, "reasoning_effort": "none"}
+
+    @property
+    def cold_method(self) -> str:
+        return "unload"
+
+    def reset_cache(self, http: httpx.Client, base_url: str, model: str) -> str | None:
+        """Unload the model (``keep_alive: 0``), then load it again so load time stays out of TTFT."""
+        root = Probe(http, base_url).root
+        try:
+            unload = http.post(f"{root}/api/generate", json={"model": model, "keep_alive": 0})
+            load = http.post(f"{root}/api/generate", json={"model": model})
+        except httpx.HTTPError:
+            return None
+        return "unload" if unload.status_code == 200 and load.status_code == 200 else None

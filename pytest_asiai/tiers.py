@@ -1,0 +1,139 @@
+"""Tiers as in the seed panel: winner, viable, reserve, eliminated, ranked by decode per machine.
+
+Pure functions over the report model's cases (the dicts the controller collects), so the tier
+table and the report's ``tier`` field come from exactly what the JSON report holds, under xdist too.
+
+asiai's logic (protocol digest §3.9) with our gates: a case's verdict is the worst tier effect of
+its gates (``ok`` < ``reserve`` < ``eliminated``; a gate that was not measured is neutral). Within
+a machine block, the passing cases (ok and reserve) are sorted by warm decode; ``top`` is the best
+of them. Tier 1 "winner" holds the ok cases decoding at least half as fast as ``top``, tier 2
+"viable" the other ok cases, tier 3 "reserve" and tier 4 "eliminated" the rest. The first case of
+the first non-empty tier among 1 and 2 gets the star; a reserve case never does. A case no gate
+judged is not tiered (``None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .machine import case_machine_id
+
+WINNER, VIABLE, RESERVE, ELIMINATED = "winner", "viable", "reserve", "eliminated"
+TIERS = (WINNER, VIABLE, RESERVE, ELIMINATED)
+#: A winner decodes at least this share of the block's best passing decode rate.
+FAST_SHARE = 0.5
+_SEVERITY = {"ok": 0, "reserve": 1, "eliminated": 2}
+
+
+@dataclass(slots=True)
+class Row:
+    """One case's line in the tier table."""
+
+    case_id: str
+    machine: str
+    decode: float | None = None
+    peak: float | None = None
+    long_decode: float | None = None
+    ttft_ms: float | None = None
+    reuse: float | None = None
+    ram_mb: float | None = None
+    valid_pct: float | None = None
+    verdict: str | None = None
+    """``ok``, ``reserve`` or ``eliminated``; None when no gate judged the case."""
+    causes: list[str] = field(default_factory=list)
+    tier: str | None = None
+    star: bool = False
+
+
+def _stat(case: Mapping[str, Any], phase: str, metric: str, key: str = "median") -> float | None:
+    value = (((case.get("phases") or {}).get(phase) or {}).get("stats") or {}).get(metric, {}).get(key)
+    return None if value is None else float(value)
+
+
+def _peak_decode(case: Mapping[str, Any]) -> float | None:
+    values = [_stat(case, name, "decode_tok_s", "max") for name in (case.get("phases") or {})]
+    measured = [v for v in values if v is not None]
+    return max(measured) if measured else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _cause(name: str, gate: Mapping[str, Any]) -> str:
+    value, unit = gate.get("value"), gate.get("unit")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{name} {value:g}{'' if unit in (None, 'fraction', 'ratio') else ' ' + str(unit)}"
+    return str(name)
+
+
+def verdict(gates: Mapping[str, Mapping[str, Any]]) -> tuple[str | None, list[str]]:
+    """The worst tier effect among the gates, and the gates that caused it."""
+    effects = {name: g.get("tier") for name, g in gates.items() if g.get("tier") in _SEVERITY}
+    if not effects:
+        return None, []
+    worst = max(effects.values(), key=lambda t: _SEVERITY[str(t)])
+    causes = [_cause(name, gates[name]) for name, t in effects.items() if t == worst and worst != "ok"]
+    return str(worst), causes
+
+
+def row_of(case: Mapping[str, Any], local_machine: str | None) -> Row:
+    """A case's figures for the table ("—" later for every None: not measured)."""
+    results = case.get("results") or {}
+    gates = results.get("gates") or {}
+    probes = results.get("probes") or {}
+    reuse_details = (gates.get("reuse") or {}).get("details") or {}
+    row = Row(
+        case_id=str(case.get("id")),
+        machine=case_machine_id(local_machine, case) or "unknown machine",
+        decode=_stat(case, "warm", "decode_tok_s"),
+        peak=_peak_decode(case),
+        long_decode=_stat(case, "long-context", "decode_tok_s"),
+        ttft_ms=_stat(case, "warm", "ttft_ms"),
+        reuse=_number(reuse_details.get("fraction")),
+        ram_mb=_number((probes.get("engine") or {}).get("rss_peak_mb")),
+        valid_pct=_number((gates.get("valid") or {}).get("value")),
+    )
+    row.verdict, row.causes = verdict(gates)
+    return row
+
+
+def _by_decode(rows: Iterable[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: (r.decode is None, -(r.decode or 0.0)))
+
+
+def rank_block(rows: list[Row]) -> list[Row]:
+    """Assign tiers and the star inside one machine block; return the rows in display order."""
+    passed = _by_decode(r for r in rows if r.verdict in ("ok", "reserve"))
+    top = passed[0].decode if passed else None
+    for row in rows:
+        if row.verdict == "eliminated":
+            row.tier = ELIMINATED
+        elif row.verdict == "reserve":
+            row.tier = RESERVE
+        elif row.verdict == "ok":
+            fast = top is not None and top > 0 and row.decode is not None and row.decode >= FAST_SHARE * top
+            row.tier = WINNER if fast else VIABLE
+    ordered = [r for tier in TIERS for r in _by_decode(x for x in rows if x.tier == tier)]
+    ordered += _by_decode(r for r in rows if r.tier is None)
+    starred = next((r for r in ordered if r.tier in (WINNER, VIABLE)), None)
+    if starred is not None:
+        starred.star = True
+    return ordered
+
+
+def rank(cases: Iterable[Mapping[str, Any]], local_machine: str | None) -> dict[str, list[Row]]:
+    """Rows per machine block (blocks in order of first appearance), tiered and ranked."""
+    blocks: dict[str, list[Row]] = {}
+    for case in cases:
+        if case.get("phases") or (case.get("results") or {}).get("gates"):
+            row = row_of(case, local_machine)
+            blocks.setdefault(row.machine, []).append(row)
+    return {machine: rank_block(rows) for machine, rows in blocks.items()}
+
+
+def tiers_by_case(cases: Iterable[Mapping[str, Any]], local_machine: str | None) -> dict[str, str | None]:
+    """Each case's tier, for the report's ``cases[i].tier``."""
+    return {row.case_id: row.tier for rows in rank(cases, local_machine).values() for row in rows}

@@ -1,0 +1,146 @@
+"""The HTML report: self-contained, escaped, and rendered without a console error by headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from report_helpers import copy_suite, engines_toml, synthetic_case, synthetic_report
+from scripted_engine import Behaviour
+
+from pytest_asiai.html import READY_SENTINEL, burst_latencies, render, write_html
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--window-size=1200,1800",
+)
+
+
+MAC_CHROME = "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome"
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", MAC_CHROME):
+        if path := shutil.which(name):
+            return path
+    pytest.fail("chromium is missing: run ./scripts/setup-browser")
+
+
+def render_in_chromium(page: Path, tmp_path: Path) -> tuple[Path, str]:
+    """Screenshot the page; return the PNG and Chromium's log (console messages included)."""
+    shot = tmp_path / f"{page.stem}.png"
+    args = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}"]
+    done = subprocess.run([*args, page.as_uri()], capture_output=True, text=True, timeout=120)
+    return shot, done.stdout + done.stderr
+
+
+def console_errors(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "Uncaught" in line or "ERROR:CONSOLE" in line]
+
+
+@pytest.fixture
+def full_report():
+    return synthetic_report(synthetic_case("llamacpp"), synthetic_case("mlx", slow=1.5, decode=210.0), burst=True)
+
+
+def test_page_is_self_contained(full_report):
+    page = render(full_report)
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "no remote resource"
+    assert "@import" not in page and "url(" not in page
+    assert "default-src 'none'" in page, "a CSP forbids any network access"
+    assert (
+        page.count("<svg") == 2 + 2 * 2 + 2 + 2
+    )  # overview, TTFT and decode per case, burst latency and TTFT, legends
+    assert READY_SENTINEL in page
+
+
+def test_page_shows_verdicts_phases_gates_burst_and_metrics(full_report):
+    page = render(full_report)
+    for text in (
+        "Verdict",
+        "TTFT per phase",
+        "Decode per phase",
+        "expected full hit (warm)",
+        "Gates",
+        "warm_ttft_ms",
+        "burst of 16: latency per call (15 calls)",
+        "burst of 16: TTFT per call (16 calls)",
+        "latency p95 ms",
+        "parallel",
+        "Recorded metrics",
+        "warm_to_cold",
+        "Apple M4 Pro",
+        "power mode automatic",
+        "0123456789ab (dirty)",
+    ):
+        assert text in page, text
+    # the verdict table ranks the faster-decoding case first
+    assert page.index('href="#case-mlx') < page.index('href="#case-llamacpp')
+
+
+def test_hostile_strings_are_escaped(full_report):
+    full_report["cases"][0]["metrics"]["<script>alert(1)</script>"] = "<img src=x onerror=alert(2)>"
+    page = render(full_report)
+    assert "<script>alert(1)" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_burst_latencies_accept_the_usual_shapes():
+    passes = {
+        "calls": 2,
+        "passes": [{"calls": [{"latency_ms": 1.0}, {"latency_ms": None}]}, {"calls": [{"total_ms": 2}]}],
+    }
+    assert burst_latencies(passes) == [1.0, 2.0]
+    assert burst_latencies({"calls": [{"ttft_ms": 5.0}]}, "ttft_ms") == [5.0]
+    assert burst_latencies({"latencies_ms": [3, 4]}) == [3.0, 4.0]
+    assert burst_latencies({"p95_ms": 1.0}) == [] and burst_latencies("x") == []
+
+
+def test_unmeasured_values_are_not_drawn_as_zero():
+    report = synthetic_report(synthetic_case("llamacpp"))
+    for phase in report["cases"][0]["phases"].values():
+        phase["stats"]["decode_tok_s"]["median"] = None
+    page = render(report)
+    assert page.count("not measured") == len(report["cases"][0]["phases"])
+
+
+def test_report_renders_in_headless_chromium_without_console_errors(full_report, tmp_path):
+    page = tmp_path / "report.html"
+    write_html(full_report, page)
+    shot, log = render_in_chromium(page, tmp_path)
+    assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000, log[-2000:]
+    assert f"{READY_SENTINEL}: 2 case(s)" in log, "the page's script ran"
+    assert console_errors(log) == []
+
+
+def test_the_console_check_catches_a_broken_page(tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text("<!DOCTYPE html><html><body><script>undefinedFunction();</script></body></html>")
+    _, log = render_in_chromium(page, tmp_path)
+    assert console_errors(log), "a script error must show up, or the check above proves nothing"
+
+
+def test_asiai_html_option_writes_the_page(pytester, scripted_engine, tmp_path):
+    scripted_engine.behaviour = Behaviour(decode_ms_per_token=1)
+    pytester.makefile(".toml", engines=engines_toml(("scripted", scripted_engine.base_url)))
+    copy_suite(pytester.path, "test_agentic.py")
+    result = pytester.runpytest("-m", "agentic", "-k", "cold or warm", "--asiai-html=out/r.html")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["HTML report: out/r.html"])
+    page = pytester.path / "out" / "r.html"
+    assert "scripted-m-mtp_off" in page.read_text()
+    shot, log = render_in_chromium(page, tmp_path)
+    assert shot.exists() and console_errors(log) == [] and f"{READY_SENTINEL}: 1 case(s)" in log

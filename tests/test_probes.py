@@ -1,0 +1,178 @@
+"""psutil probes against real processes: the engine found by its port, its tree, RSS and swap samples,
+SOLO and duplicate detection by command words, and "not measured" for what is not local."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_asiai import probes
+from pytest_asiai.probes import CaseProbe, EngineLocator, LiveProbes, ProbeRegistry, RecordedProbes, classify
+
+LISTENER = """
+import socket, subprocess, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print(s.getsockname()[1], child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@dataclass
+class Source:
+    """A stand-in for an engine handle: what the locator reads."""
+
+    base_url: str | None = None
+    pid: int | None = None
+    kind: str = "llamacpp"
+    family: object = None
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+    """A local process listening on a free port, with one child: a tiny fake engine."""
+    proc = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port, child = (int(x) for x in proc.stdout.readline().split())
+    yield proc, port, child
+    for pid in (child, proc.pid):
+        try:
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(5)
+
+
+@pytest.fixture
+def fake_llama(tmp_path: Path) -> Iterator[psutil.Process]:
+    """A process whose program name is ``llama-server`` (a symlinked Python that just sleeps)."""
+    exe = tmp_path / "llama-server"
+    exe.symlink_to(sys.executable)
+    proc = subprocess.Popen([str(exe), "-c", "import time; time.sleep(60)"])
+    yield psutil.Process(proc.pid)
+    proc.kill()
+    proc.wait(5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "kind"),
+    [
+        (["/opt/bin/llama-server", "-m", "x.gguf"], "llamacpp"),
+        (["cmake", "--build", "b", "--target", "llama-server"], None),
+        (["/usr/bin/llama-server-turboquant", "--port", "1"], "turboquant"),
+        (["/usr/bin/python3.11", "-m", "mlx_lm", "server", "--model", "m"], "mlxlm"),
+        (["ollama", "serve"], "ollama"),
+        (["ollama", "list"], None),
+        (["/Applications/LM Studio.app/Contents/MacOS/LM Studio"], "lmstudio"),
+        (["/bin/bash", "-c", "llama-server -m x"], None),
+    ],
+)
+def test_classify_matches_leading_command_words(argv, kind):
+    assert classify(argv, "", probes.known_patterns()) == kind
+
+
+def test_own_patterns_come_from_the_family_else_asiai_table():
+    class Fam:
+        process_patterns = (("my-engine", "serve"),)
+
+    assert probes.patterns_for("whatever", Fam()) == (("my-engine", "serve"),)
+    assert probes.patterns_for("vllm-mlx") == (("vllm-mlx",),)
+    assert probes.patterns_for("unknown-kind") == ()
+
+
+def test_locator_finds_the_listener_and_its_tree(listener):
+    proc, port, child = listener
+    locator = EngineLocator(Source(f"http://127.0.0.1:{port}/v1"))
+    pids = [p.pid for p in locator.processes()]
+    assert pids[0] == proc.pid and child in pids
+    assert locator.port == port
+
+
+def test_locator_waits_for_a_start_and_reports_remote_engines():
+    pending = EngineLocator(Source(None))
+    assert pending.processes() == [] and "not started" in pending.reason
+    remote = EngineLocator(Source("http://192.0.2.7:8080"))
+    assert remote.processes() == [] and remote.reason.startswith("remote engine at 192.0.2.7")
+    nobody = EngineLocator(Source("http://127.0.0.1:9"))
+    assert nobody.processes() == [] and nobody.reason == "no process found listening on port 9"
+
+
+def test_sampler_samples_at_start_then_in_the_background(listener):
+    _, port, child = listener
+    probe = CaseProbe(EngineLocator(Source(f"http://127.0.0.1:{port}")), interval_s=0.05).start()
+    try:
+        first = probe.engine_memory().value
+        assert first is not None and first["samples"] == 1  # the baseline is taken synchronously
+        deadline = time.monotonic() + 5
+        while probe.engine_memory().value["samples"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        probe.stop()
+    memory = probe.engine_memory().value
+    assert memory["samples"] >= 3 and child in memory["pids"]
+    expected = sum(psutil.Process(pid).memory_info().rss for pid in memory["pids"])
+    assert 0.5 * expected / probes.MB < memory["rss_peak_mb"] < 2 * expected / probes.MB
+    swap = probe.swap().value
+    assert swap["growth_mb"] >= 0 and swap["swapouts_delta"] >= 0 and swap["baseline_mb"] is not None
+    assert probe.interval_s <= 1.0
+
+
+def test_engine_memory_not_measured_before_the_engine_exists():
+    probe = CaseProbe(EngineLocator(Source(None)), interval_s=0.5).start()
+    probe.stop()
+    assert probe.engine_memory().value is None and "not started" in probe.engine_memory().reason
+    assert probe.swap().value is not None  # swap is the machine's: measured anyway
+
+
+def test_interval_must_be_at_most_a_second():
+    with pytest.raises(ValueError, match="interval"):
+        CaseProbe(EngineLocator(Source(None)), interval_s=2.0)
+
+
+def test_process_snapshot_sees_duplicates_and_other_engines(listener, fake_llama):
+    proc, port, _ = listener
+    locator = EngineLocator(Source(f"http://127.0.0.1:{port}"))
+    probe = CaseProbe(locator, interval_s=0.5)
+    as_llama = LiveProbes(probe, Source(kind="llamacpp")).processes().value
+    assert fake_llama.pid in [d["pid"] for d in as_llama["duplicates"]]
+    assert proc.pid not in [d["pid"] for d in as_llama["duplicates"] + as_llama["others"]]
+    as_ollama = LiveProbes(probe, Source(kind="ollama")).processes().value
+    assert {"pid": fake_llama.pid, "engine": "llamacpp"}.items() <= next(
+        o for o in as_ollama["others"] if o["pid"] == fake_llama.pid
+    ).items()
+
+
+def test_processes_not_measured_for_a_remote_engine():
+    view = LiveProbes(CaseProbe(EngineLocator(Source("http://192.0.2.7:8080"))), Source())
+    reading = view.processes()
+    assert reading.value is None and "remote engine" in reading.reason
+
+
+def test_registry_publishes_only_changes(listener):
+    _, port, _ = listener
+    registry = ProbeRegistry(interval_s=1.0)
+    registry.start("c", Source(f"http://127.0.0.1:{port}"))
+    registry.stop_all()
+    published: list[tuple[str, str]] = []
+    record = lambda case_id, section, key, value: published.append((section, key))  # noqa: E731
+    registry.publish("c", record)
+    registry.publish("c", record)
+    assert published == [("probes", "swap"), ("probes", "engine")]
+    registry.publish("unknown", record)
+    assert len(published) == 2
+
+
+def test_recorded_probes_say_why_a_reading_is_missing():
+    view = RecordedProbes({"swap": {"growth_mb": 1.0}, "engine": "never sampled"}, "f.json")
+    assert view.swap().value == {"growth_mb": 1.0}
+    assert view.engine_memory().reason == "never sampled in f.json"
+    assert view.processes().reason == "engine processes not recorded in f.json"

@@ -1,0 +1,71 @@
+"""The second real engine: llama-cpp-python 0.3.36's server, which reports differently from llama-server.
+
+It streams no usage chunk (``include_usage`` is ignored), so prompt, completion and cached tokens are
+all unreported; it still reuses the prompt prefix, which only the TTFT ratio can show. engines.toml
+leaves ``kind`` out: detection names the family at engine start and the report records it.
+``./scripts/test`` runs ``./scripts/setup-llamacpp-python`` first; a missing venv fails with that
+instruction instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from real_engine import cache_dir, copy_suites, model_path
+
+#: asiai's TTFT proxy (asiai-protocol.md §3.1): a prefix TTFT below cold/5 means "reused".
+TTFT_REUSE_RATIO = 5
+
+
+def llamacpp_python() -> Path:
+    """The dedicated venv's Python, made by scripts/setup-llamacpp-python."""
+    python = cache_dir() / "venvs" / "llama-cpp-python" / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"{python} is missing: run ./scripts/setup-llamacpp-python first")
+    return python
+
+
+def second_engine_toml(*, kind: str | None = None, ctx: int = 8192) -> str:
+    """An engines.toml with one managed llama-cpp-python case (profile smoke), kind left to detection."""
+    command = [
+        str(llamacpp_python()), "-m", "llama_cpp.server", "--model", "{model_path}", "--model_alias", "{model_id}",
+        "--host", "{host}", "--port", "{port}", "--n_ctx", str(ctx), "--n_threads", "2",
+        "--interrupt_requests", "False",
+    ]  # fmt: skip
+    kind_line = f'kind = "{kind}"\n' if kind else ""
+    return (
+        f'profile = "smoke"\n[[engines]]\nname = "llamacpp-python"\n{kind_line}deadline_s = 600\n'
+        f"[engines.managed]\ncommand = {json.dumps(command)}\nstartup_timeout_s = 120\n"
+        f'[[engines.models]]\nname = "smollm2-135m"\npath = "{model_path()}"\n'
+    )
+
+
+def test_smoke_protocol_on_llama_cpp_python(pytester):
+    pytester.makefile(".toml", engines=second_engine_toml())
+    copy_suites(pytester.path, "test_agentic.py", "test_gates.py")
+    report_path = pytester.path / "report.json"
+    select = "(test_phase and (cold or warm) and not prefix) or (test_gate and reuse)"
+    result = pytester.runpytest_subprocess(
+        "-m", "agentic", "-k", select, f"--asiai-json={report_path}", "-p", "no:cacheprovider"
+    )
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=3)
+    (case,) = json.loads(report_path.read_text())["cases"]
+    engine = case["engine"]
+    assert (engine["kind"], engine["detected"], engine["version"]) == ("llamacpp_python", True, "0.3.36")
+    caps = engine["capabilities"]
+    assert caps["health"] == "/v1/models" and caps["slots"] is False and caps["metrics"] is False
+    cold, warm = case["phases"]["cold"]["runs"][0], case["phases"]["warm"]["runs"][0]
+    assert cold["ok"] and warm["ok"]
+    for run in (cold, warm):  # nothing reported is recorded as null, never as 0
+        assert run["cached_tokens"] is None and run["cached_source"] is None
+        assert run["completion_tokens"] is None and run["prompt_tokens"] is None
+        assert run["timings"] is None and run["chunks"] > 1
+    # Reuse is real but unreported: only the TTFT ratio shows it, and the reuse gate says so.
+    assert warm["ttft_ms"] * TTFT_REUSE_RATIO < cold["ttft_ms"], (cold["ttft_ms"], warm["ttft_ms"])
+    reuse = case["results"]["gates"]["reuse"]
+    assert reuse["outcome"] == "pass" and reuse["unit"] == "ratio", reuse["reason"]
+    assert reuse["details"]["verdict_source"] == "ttft_ratio" and reuse["details"]["fraction"] is None
+    assert reuse["details"]["effective_but_unreported"] is True
