@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from report_helpers import META, phase_dict, request_record  # noqa: E402
+from report_helpers import META, phase_dict, request_record
 
-from pytest_asiai.report import ReportCollector, log_path_for, rebuild  # noqa: E402
+from pytest_asiai.report import ReportCollector, log_path_for, rebuild
 
 PHASES = (
     "cold",
@@ -86,9 +86,8 @@ def main() -> int:
         rebuild_ms = (time.perf_counter() - t0) * 1000
         assert len(rebuilt["cases"]) == args.cases
         costs.sort()
-        print(
-            f"events: {len(stream)} ({args.cases} cases × {len(PHASES)} phases × {args.runs} runs, {args.tokens} tokens)"
-        )
+        size = f"{args.cases} cases × {len(PHASES)} phases × {args.runs} runs, {args.tokens} tokens"
+        print(f"events: {len(stream)} ({size})")
         print(
             f"add() per event: median {statistics.median(costs):.2f} ms, p95 {costs[int(0.95 * len(costs))]:.2f} ms, "
             f"max {costs[-1]:.1f} ms (max includes the throttled rewrites)"

@@ -481,6 +481,9 @@ def finish(config: pytest.Config, report: Mapping[str, Any], exit_status: int) -
     if not any(c.get("phases") for c in report.get("cases", [])):
         return [*lines, f"baseline {check.path} not updated: no case was measured"]
     assert check.path is not None
-    merged = write_baseline(check.path, check.report, report)
+    try:
+        merged = write_baseline(check.path, check.report, report)
+    except BaselineError as exc:
+        return [*lines, f"baseline not updated: {exc}"]
     kept = len(merged["cases"]) - len(report.get("cases", []))
     return [*lines, f"baseline updated: {check.path} ({len(report['cases'])} case(s) from this run, {kept} kept)"]

@@ -63,6 +63,7 @@ PROFILES: dict[str, EnduranceProfile] = {
 
 
 def scenario_spec(name: str, profile: EnduranceProfile) -> ScenarioSpec:
+    """A scenario's length and fault for a profile; the short scenarios share the straight run's plan."""
     if name == "straight":
         return ScenarioSpec(name, profile.turns)
     if name == "interrupt":

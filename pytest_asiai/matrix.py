@@ -18,9 +18,11 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -80,11 +82,12 @@ class Case:
     @property
     def host_group(self) -> str:
         """Where the engine lives: cases of one host must never run concurrently (SOLO)."""
-        if self.managed is not None:
-            return f"local:{self.engine}"
-        if self.base_url:
-            return self.base_url.split("://", 1)[-1].split("/", 1)[0]
-        return f"replay:{self.engine}"
+        if self.replay is not None:
+            return f"replay:{self.engine}"
+        if self.managed is not None or not self.base_url:
+            return "local"
+        host = urlsplit(self.base_url).hostname or ""
+        return "local" if host in LOCAL_HOSTS else host
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe description for reports; the API key appears by variable name only."""

@@ -105,7 +105,8 @@ def _timing(record: RequestRecord, key: str) -> float | None:
 
 
 def engine_prefill_ms(record: RequestRecord) -> float | None:
-    """The engine's own prompt-processing time (llama.cpp ``timings.prompt_ms``)."""
+    """The engine's own prompt-processing time (llama.cpp ``timings.prompt_ms``: slot start to the
+    first sampled token, so it excludes HTTP, templating and tokenizing)."""
     return _timing(record, "prompt_ms")
 
 
@@ -115,7 +116,11 @@ def engine_prefill_tok_s(record: RequestRecord) -> float | None:
 
 
 def engine_decode_tok_s(record: RequestRecord) -> float | None:
-    """The engine's own decode rate (llama.cpp ``timings.predicted_per_second``)."""
+    """The engine's own decode rate (llama.cpp ``timings.predicted_per_second``).
+
+    llama.cpp (b11434) computes it as (predicted_n − 1) over the time from the first sampled token to
+    the last, the same formula as :func:`decode_tok_s`, so the two are directly comparable.
+    """
     return _timing(record, "predicted_per_second")
 
 

@@ -391,19 +391,37 @@ class ReportCollector:
 
     # -- files
     def write(self, finished: bool, exit_status: int | None = None) -> dict[str, Any]:
-        """Build, validate and (with a path) atomically write the report."""
+        """Build, validate and (with a path) atomically write the report.
+
+        A report that does not match the schema (a suite recorded a malformed result) is not written
+        over the report path: it goes to ``PATH.invalid`` with a note in the terminal summary, and the
+        run goes on; the events log keeps everything either way.
+        """
         report = self.model.build(finished, exit_status)
-        if finished:
-            validate_report(report)
-        else:
-            validate_partial(report, self.model.changed)
-        self.model.changed.clear()
-        if self.json_path is not None:
-            atomic_write(self.json_path, dump_report(report))
         self.report = report
         self._dirty = False
         self._last_write = time.monotonic()
+        try:
+            if finished:
+                validate_report(report)
+            else:
+                validate_partial(report, self.model.changed)
+        except jsonschema.ValidationError:
+            self._keep_invalid(report)
+            return report
+        self.model.changed.clear()
+        if self.json_path is not None:
+            atomic_write(self.json_path, dump_report(report))
         return report
+
+    def _keep_invalid(self, report: Mapping[str, Any]) -> None:
+        where = f" ({self.json_path} kept its last valid version)" if self.json_path else ""
+        note = f"asiai report does not match its schema{where}: {schema_problem(report)}"
+        if self.json_path is not None:
+            atomic_write(self.json_path.with_name(self.json_path.name + ".invalid"), dump_report(report))
+            note += f"; see {self.json_path.name}.invalid"
+        if note not in self.notes:
+            self.notes.append(note)
 
     def close(self, exit_status: int) -> dict[str, Any]:
         """Take in every spooled event, write the final report, and remove the spool."""

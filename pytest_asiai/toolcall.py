@@ -554,6 +554,8 @@ class RecoveryResult:
     context: tuple[TurnResult, ...]
     trigger: TurnResult
     observed: tuple[TurnResult, ...]
+    observe: int
+    """How many turns the model was given after "Fix it." (``observed`` stops early at the fix)."""
 
     @property
     def failed_requests(self) -> list[TurnResult]:
@@ -592,7 +594,7 @@ class RecoveryResult:
         return {
             "recovered": self.recovered,
             "turns_to_recover": self.turns_to_recover,
-            "observe": self.scenario.observe,
+            "observe": self.observe,
             "looped": self.looped,
             "repeated_failing_call": self.repeated_failing_call,
             "trigger_call": first[0].name if first else None,
@@ -623,7 +625,8 @@ def run_recovery(
     else:
         fix = f"The test run failed:\n{scenario.failure}\n\n{scenario.fix_prompt}"
     observed: list[TurnResult] = []
-    for k in range(scenario.observe if observe is None else observe):
+    limit = scenario.observe if observe is None else observe
+    for k in range(limit):
         if not trigger.record.ok:
             break
         record = conversation.send(fix, max_tokens=max_tokens)
@@ -632,7 +635,7 @@ def run_recovery(
         if turn.clean or not record.ok:
             break
         fix = _continue_recovery(conversation, record, scenario)
-    return RecoveryResult(scenario, tuple(context), trigger, tuple(observed))
+    return RecoveryResult(scenario, tuple(context), trigger, tuple(observed), limit)
 
 
 def _continue_recovery(conversation: Conversation, record: RequestRecord, scenario: RecoveryScenario) -> str | None:

@@ -146,11 +146,11 @@ def test_prompts_are_sized_in_engine_tokens_within_5_percent(make, scripted_engi
     run_all(agentic)
     calibration = agentic.calibration
     assert calibration is not None and calibration.method == "tokenize"
+    corpus = calibration.corpus
     for which, target in {"A": 1000, "B": 1000, "X": 250, "Y": 250, "Z": 250}.items():
         size = calibration.sizes[which]
-        assert size.target == target and size.tokens == scripted_engine.count_tokens(
-            calibration.corpus.user(which) if which in "XYZ" else calibration.corpus.system(which)
-        )
+        sent = corpus.user(which) if which in "XYZ" else corpus.system(which)
+        assert size.target == target and size.tokens == scripted_engine.count_tokens(sent)  # counted, exactly
         assert abs(size.tokens - target) <= 0.005 * target
     long_prompt = agentic.phase("long-context").prompt_tokens
     assert long_prompt == pytest.approx(SMOKE.long_tokens, rel=0.05)

@@ -334,3 +334,24 @@ def test_git_commit_and_dirty_flag(tmp_path):
 
 def test_report_paths_sit_beside_the_report():
     assert log_path_for(Path("out/r.json")) == Path("out/r.json.events.jsonl")
+
+
+MALFORMED_GATE = """
+from pytest_asiai.stash import session_of
+
+def test_sloppy_gate(agentic, asiai_case, request):
+    agentic.phase("cold")
+    session_of(request.config).record_result(asiai_case.id, "gates", "sloppy", {"value": 1.0})
+"""
+
+
+def test_a_malformed_result_never_breaks_the_run_or_the_valid_report(project):
+    project.makepyfile(test_sloppy=MALFORMED_GATE)
+    result = project.runpytest("-m", "agentic or not agentic", "-k", "sloppy", "--asiai-json=r.json")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["asiai report does not match its schema*'threshold' is a required property*"])
+    invalid = json.loads((project.path / "r.json.invalid").read_text())
+    assert invalid["cases"][0]["results"]["gates"]["sloppy"] == {"value": 1.0}
+    assert invalid["cases"][0]["phases"]["cold"]["runs"][0]["ok"], "the measurements are all there"
+    if (project.path / "r.json").exists():  # an earlier, valid version of the report stays valid
+        load_valid(project.path / "r.json")

@@ -400,6 +400,7 @@ def test_no_recovery_within_the_observed_turns(scripted_engine, client):
     recovery_script(scripted_engine, None)
     result = run_recovery(conversation(client, RECOVERY), RECOVERY, max_tokens=64, observe=2)
     assert result.recovered is False and result.turns_to_recover is None and len(result.observed) == 2
+    assert result.to_dict()["observe"] == 2
     assert result.repeated_failing_call and not result.looped
 
 
@@ -514,7 +515,7 @@ def test_suite_runs_scores_and_gates(project, scripted_engine):
     assert gates["toolcall_clean[basic]"]["outcome"] == "pass" and gates["toolcall_clean[basic]"]["value"] == 100.0
     assert gates["toolcall_empty_object[stress]"]["value"] == 1
     recovery = case["results"]["toolcall"]["recovery"]
-    assert recovery["recovered"] is False and recovery["observe"] == 3 and len(recovery["per_turn"]) == 4
+    assert recovery["recovered"] is False and recovery["observe"] == 1 and len(recovery["per_turn"]) == 4
     assert len(scripted_engine.requests) == 6 + 4  # basic and stress once each, recovery 2 + 1 + 1 (smoke)
 
 
