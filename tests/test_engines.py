@@ -398,3 +398,13 @@ def test_managed_start_fails_when_the_health_path_never_answers(tmp_path):
     with pytest.raises(EngineStartError, match=r"not healthy at http://127\.0\.0\.1:\d+/health"):
         engine.start()
     assert not engine.running
+
+
+def test_version_from_the_serving_program():
+    from pytest_asiai.engines.base import python_dist_version
+
+    assert python_dist_version([sys.executable], "pytest") == pytest.__version__
+    assert family_for("mlxlm").version_from_process([sys.executable]) is None  # mlx-lm is not installed here
+    fake_cli = [sys.executable, "-c", "print('rapid-mlx 0.4.1 (build abc)')"]  # run as [*prefix, "--version"]
+    assert family_for("rapidmlx").version_from_process(fake_cli) == "0.4.1"
+    assert family_for("rapidmlx").version_from_process(["/nonexistent/rapid-mlx"]) is None
