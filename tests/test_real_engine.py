@@ -90,7 +90,7 @@ def test_prefix_tests_hit_the_system_prompt(report):
 def test_cold_prefix_is_a_full_miss(report):
     for run, pt3 in zip(runs(report, "cold-prefix"), runs(report, "prefix-test-3"), strict=True):
         assert run["cached_tokens"] <= 0.02 * run["prompt_tokens"]
-        assert run["ttft_ms"] > 2 * pt3["ttft_ms"]
+        assert run["ttft_ms"] > 1.5 * pt3["ttft_ms"]  # ~5x new tokens; 1.5x leaves room for a busy machine
 
 
 def test_long_phases_are_sized_and_hit_at_long_context(report):
