@@ -56,7 +56,7 @@ PROFILES: dict[str, EnduranceProfile] = {
         probe_turns=(20, 40, 60, 75), short_turns=40, interrupt_turn=30, malformed_turn=25,
     ),
     "smoke": EnduranceProfile(
-        "smoke", turns=10, start_tokens=1_500, end_tokens=5_000, max_tokens=128,
+        "smoke", turns=10, start_tokens=1_500, end_tokens=5_000, max_tokens=96,
         probe_turns=(6, 10), short_turns=6, interrupt_turn=4, malformed_turn=3,
     ),
 }  # fmt: skip
