@@ -1,10 +1,11 @@
 """pytest-xdist: keep every engine's tests on one worker, in order, without asking users to know how.
 
-The plugin marks each test with ``xdist_group(<host group>)`` (an engine's host); that mark only
-works under ``--dist loadgroup``. xdist's own default with ``-n`` is ``load``, which would scatter
-one engine's phases over several workers (phases depend on each other's cache state, and two
-workers would measure one engine at once). So when ``-n`` is given and the user chose no ``--dist``
-mode, the plugin makes ``loadgroup`` the mode; an explicit ``--dist``/``-d`` is always respected.
+Under ``-n`` xdist's default mode (``load``) would scatter one engine's phases over several workers:
+phases depend on each other's cache state, and two workers would measure one engine at once. So when
+``-n`` is given and the user chose no ``--dist`` mode, the plugin hands xdist its own scheduler
+(:mod:`pytest_asiai.scheduling`), which groups tests by engine host. It does not rely on the node-id
+suffixes of xdist's ``loadgroup`` (broken by pytest 9.2), so test names never change with ``-n``.
+An explicit ``--dist``/``-d`` is always respected.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Iterable
-from typing import Any
 
 import pytest
+
+ENGINE_SCHEDULING = pytest.StashKey[bool]()
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -35,27 +37,21 @@ def user_args(config: pytest.Config) -> list[str]:
     return [*config.invocation_params.args, *ini, *env]
 
 
-def default_to_loadgroup(config: pytest.Config) -> bool:
-    """Make ``--dist loadgroup`` the mode under ``-n`` unless one was chosen; True when it did."""
+def choose_engine_scheduling(config: pytest.Config) -> bool:
+    """Under ``-n`` with no mode chosen, schedule by engine host; True when it did.
+
+    ``dist`` becomes ``load`` (what xdist itself picks for ``-n``) so xdist distributes at all; the
+    stash flag makes :func:`wants_engine_scheduling` answer xdist's request for a scheduler.
+    """
     option = config.option
     if not getattr(option, "numprocesses", None) or not hasattr(option, "dist"):
         return False
     if dist_chosen(user_args(config)) or option.dist not in ("no", "load"):
         return False
-    option.dist = "loadgroup"
+    option.dist = "load"
+    config.stash[ENGINE_SCHEDULING] = True
     return True
 
 
-def share_dist_mode(node: Any) -> None:
-    """Controller side (``pytest_configure_node``): tell a worker that tests are grouped.
-
-    A worker re-parses the original command line, so a mode the plugin chose is not in it; without
-    this the worker never adds the ``@group`` node-id suffixes that loadgroup scheduling relies on.
-    """
-    node.workerinput["asiai_loadgroup"] = node.config.option.dist == "loadgroup"
-
-
-def adopt_dist_mode(config: pytest.Config) -> None:
-    """Worker side (``pytest_configure``): group like the controller does."""
-    if getattr(config, "workerinput", {}).get("asiai_loadgroup"):
-        config.option.loadgroup = True
+def wants_engine_scheduling(config: pytest.Config) -> bool:
+    return config.stash.get(ENGINE_SCHEDULING, False)

@@ -13,7 +13,7 @@ import pytest
 from . import baseline, burst, junit, options
 from .baseline import asiai_baseline
 from .burst import burst_fixture
-from .distribute import adopt_dist_mode, default_to_loadgroup, share_dist_mode
+from .distribute import choose_engine_scheduling, wants_engine_scheduling
 from .fixtures import agentic, engine
 from .gates import GATE_NAMES, user_gate_event
 from .html import write_html
@@ -47,12 +47,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    default_to_loadgroup(config)
+    choose_engine_scheduling(config)
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    share_dist_mode(node)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``-n``, unless the user chose a ``--dist`` mode: one worker per engine host."""
+    if not wants_engine_scheduling(config):
+        return None
+    from .scheduling import EngineGroupScheduling
+
+    return EngineGroupScheduling(config, log, {c.id: c.host_group for c in session_of(config).cases})
 
 
 def _load_cases(settings: options.Settings) -> tuple[list[Case], str | None]:
@@ -86,7 +91,6 @@ def pytest_configure(config: pytest.Config) -> None:
     baseline.configure(config, settings.baseline, settings.tolerances, settings.update_baseline)
     redactor = redactor_for(c.api_key_env for c in cases)
     if is_worker(config):
-        adopt_dist_mode(config)
         state.spool = worker_spool(config, redactor)
     elif cases or settings.json_path or settings.html_path:
         collector = make_collector(config, settings.json_path, [c.id for c in cases], redactor)
@@ -150,8 +154,10 @@ def _deselect_inapplicable_phases(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(tryfirst=True, specname="pytest_collection_modifyitems")
 def pytest_collection_modifyitems_group_by_host(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep each engine on one xdist worker. First, so the marks exist when xdist's worker turns them into
-    ``@group`` node-id suffixes (its loadgroup scheduling only sees those)."""
+    """Mark each test with its engine host's ``xdist_group``, for users who choose ``--dist loadgroup``.
+
+    The plugin's own scheduler does not need the mark. First, so the marks exist when an xdist worker
+    turns them into ``@group`` node-id suffixes (on pytest < 9.2; see :mod:`pytest_asiai.scheduling`)."""
     for item in items:
         case = case_of(item)
         if case is not None:
