@@ -21,6 +21,7 @@ Run it on a quiet machine: on 2 cores, anything else running shows up in every f
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import secrets
 import sys
 import tempfile
@@ -92,7 +93,9 @@ def report(kind: str, records: list[RequestRecord]) -> None:
         for r in ok
         if (c := metrics.decode_tok_s(r)) is not None and (e := metrics.engine_decode_tok_s(r)) is not None and e > 0
     ]
-    print(f"\n{kind}: {len(ok)} requests (prompt {ok[0].prompt_tokens if ok else '?'} tokens)")
+    finishes = ", ".join(f"{k}: {v}" for k, v in sorted(Counter(str(r.finish_reason) for r in ok).items()))
+    print(f"\n{kind}: {len(ok)} requests (prompt {ok[0].prompt_tokens if ok else '?'} tokens; finish {finishes})")
+    print(f"  completion tokens                {spread([float(r.completion_tokens or 0) for r in ok])}")
     print(f"  TTFT ms                          {spread([r.ttft_ms for r in ok if r.ttft_ms is not None])}")
     print(f"  engine prompt_ms                 {spread([v for r in ok if (v := metrics.engine_prefill_ms(r))])}")
     print(f"  TTFT - prompt_ms (ms)            {spread(overhead)}")

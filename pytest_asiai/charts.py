@@ -29,6 +29,8 @@ PALETTE = {
     "viable": "#4a7bd0",
     "reserve": "#d08c2e",
     "eliminated": "#b33a3a",
+    "clean": "#5cb85c",
+    "broken": "#d9534f",
 }
 
 

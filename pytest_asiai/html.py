@@ -278,6 +278,38 @@ def _burst(case: Case) -> str:
     return '<h3>Burst</h3><div class="charts">' + "".join(svgs) + "</div>" + _results_table("", rows, columns)
 
 
+def _turn_bar(curve: Mapping[str, Any], i: int) -> charts.Bar:
+    """One turn of an endurance curve: latency, labelled with the context size, green when clean."""
+
+    def at(name: str) -> Any:
+        values = curve.get(name) or []
+        return values[i] if i < len(values) else None
+
+    context, clean, ttft = at("context_tokens"), at("clean"), at("ttft_ms")
+    label = f"turn {at('turn') if at('turn') is not None else i + 1} · {_num(context, ',.0f')} tok"
+    note = f" · TTFT {_num(ttft, ',.0f')} ms · {'clean' if clean else 'not clean'}"
+    latency = at("latency_ms")
+    return charts.Bar(
+        label, float(latency) if isinstance(latency, int | float) else None, "clean" if clean else "broken", note
+    )
+
+
+def _endurance(case: Case) -> str:
+    """The stability curve of each endurance scenario: latency per turn against context, validity as colour."""
+    scenarios = (case.get("results") or {}).get("endurance") or {}
+    curves = {
+        k: e["curve"] for k, e in scenarios.items() if isinstance(e, Mapping) and isinstance(e.get("curve"), Mapping)
+    }
+    if not curves:
+        return ""
+    parts = ["<h3>Endurance: stability curve</h3>", charts.legend([("clean", "clean call"), ("broken", "not clean")])]
+    for name, curve in curves.items():
+        bars = [_turn_bar(curve, i) for i in range(len(curve.get("latency_ms") or []))]
+        chart = charts.bar_chart(f"{name}: latency per turn", bars, "ms", label_w=150)
+        parts.append(f"<details open><summary>{escape(name)} ({len(bars)} turns)</summary>{chart}</details>")
+    return "".join(parts)
+
+
 def _engine_line(case: Case) -> str:
     desc, engine = case.get("case") or {}, case.get("engine") or {}
     launch = desc.get("launch_args")
@@ -323,6 +355,7 @@ def case_section(case: Case) -> str:
     else:
         parts.append('<p class="muted">no phase measured</p>')
     parts.append(_burst(case))
+    parts.append(_endurance(case))
     parts.append(_results_table("Gates", results.get("gates") or {}, ("value", "threshold", "outcome", "reason")))
     parts.append(
         _results_table(
@@ -365,6 +398,26 @@ def overview(cases: Sequence[Case]) -> str:
     )
 
 
+def mtp_table(report: Mapping[str, Any]) -> str:
+    """MTP off and on of one engine × model side by side, with the decode delta (the seed's MTP table)."""
+    pairs = report.get("mtp") or {}
+    if not pairs:
+        return ""
+    rows = [
+        [
+            escape(name),
+            _num(p.get("off")),
+            _num(p.get("on")),
+            "—" if p.get("delta_pct") is None else f"{p['delta_pct']:+.1f} %",
+            _num(p.get("acceptance"), ".2f"),
+            f"{_num(p.get('tokens_per_chunk_off'), '.2f')} → {_num(p.get('tokens_per_chunk_on'), '.2f')}",
+        ]
+        for name, p in pairs.items()
+    ]
+    headers = ["engine × model", "decode off (tok/s)", "decode on (tok/s)", "delta", "draft acceptance", "tokens/chunk"]
+    return "<h2>MTP on vs off</h2>" + _table(headers, rows, numeric=(1, 2, 3, 4))
+
+
 def render(report: Mapping[str, Any]) -> str:
     """The whole page; ``console.log`` of a sentinel on load lets a headless browser confirm it ran."""
     cases = list(report.get("cases") or [])
@@ -374,6 +427,7 @@ def render(report: Mapping[str, Any]) -> str:
         "<h2>Verdict</h2>",
         verdict_table(cases) if cases else "<p>no case</p>",
         overview(cases),
+        mtp_table(report),
     ]
     body += [case_section(c) for c in cases]
     sentinel = json.dumps(f"{READY_SENTINEL}: {len(cases)} case(s)")

@@ -29,6 +29,7 @@ import pytest
 
 from . import __version__, spool
 from .machine import case_machine_id, git_info, machine_id, machine_info
+from .mtp import mtp_deltas
 from .redact import Redactor
 
 SCHEMA_ID = "pytest-asiai/report-v1"
@@ -213,6 +214,7 @@ class ReportModel:
 
     def build(self, finished: bool, exit_status: int | None = None) -> dict[str, Any]:
         local = self.meta.get("machine_id")
+        cases = [{**c, "machine_id": case_machine_id(local, c)} for c in self.cases.values()]
         return {
             "schema": SCHEMA_ID,
             **self.meta,
@@ -220,7 +222,8 @@ class ReportModel:
             "complete": finished and exit_status not in CUT_SHORT,
             "exit_status": exit_status,
             "incidents": list(self.incidents),
-            "cases": [{**c, "machine_id": case_machine_id(local, c)} for c in self.cases.values()],
+            "cases": cases,
+            "mtp": mtp_deltas(cases),
         }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .mtp import mtp_deltas
 from .tiers import ELIMINATED, RESERVE, VIABLE, WINNER, Row, rank
 
 HEADINGS = {
@@ -61,11 +62,31 @@ def block_lines(machine: str, rows: list[Row]) -> list[str]:
     return lines
 
 
+def mtp_lines(cases: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """MTP off and on of the same engine × model side by side (the seed panel's MTP table); [] without pairs."""
+    pairs = mtp_deltas(cases.values())
+    if not pairs:
+        return []
+    width = max(len("engine × model"), *(len(name) for name in pairs))
+    lines = ["", f"  {'engine × model':<{width}}  off t/s   on t/s    delta  accept  tok/chunk off→on"]
+    for name, pair in pairs.items():
+        delta = "—" if pair["delta_pct"] is None else f"{pair['delta_pct']:+.1f}%"
+        off_chunk, on_chunk = (_fmt(pair[f"tokens_per_chunk_{s}"], ".2f", 0) for s in ("off", "on"))
+        chunks = f"{off_chunk}→{on_chunk}"
+        lines.append(
+            f"  {name:<{width}} {_fmt(pair['off'], '.1f', 8)} {_fmt(pair['on'], '.1f', 8)} {delta:>8}"
+            f" {_fmt(pair['acceptance'], '.2f', 7)}  {chunks}"
+        )
+    return lines
+
+
 def summary_lines(cases: Mapping[str, Mapping[str, Any]], local_machine: str | None = None) -> list[str]:
-    """The tier table of every case that measured something or was gated; [] when none did."""
+    """The tier table of every case that measured something or was gated, then MTP on vs off; [] when none did."""
     lines: list[str] = []
     for machine, rows in rank(cases.values(), local_machine).items():
         if lines:
             lines.append("")
         lines += block_lines(machine, rows)
+    if lines:
+        lines += mtp_lines(cases)
     return lines

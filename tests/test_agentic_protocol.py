@@ -389,7 +389,7 @@ SERVE = textwrap.dedent(
 
     asyncio.start_server = start_server
     from scripted_engine import Behaviour, ScriptedEngine
-    ScriptedEngine(Behaviour(prefill_ms_per_token=0.1)).start()
+    ScriptedEngine(Behaviour(prefill_ms_per_token=0.4)).start()
     threading.Event().wait()
     """
 ).format(tests=str(TESTS))

@@ -144,3 +144,33 @@ def test_asiai_html_option_writes_the_page(pytester, scripted_engine, tmp_path):
     assert "scripted-m-mtp_off" in page.read_text()
     shot, log = render_in_chromium(page, tmp_path)
     assert shot.exists() and console_errors(log) == [] and f"{READY_SENTINEL}: 1 case(s)" in log
+
+
+def test_endurance_curve_is_drawn_per_turn_with_context_and_validity():
+    report = synthetic_report(synthetic_case("llamacpp"))
+    curve = {
+        "turn": [1, 2, 3],
+        "context_tokens": [1200, 1800, 2400],
+        "clean": [True, False, None],
+        "latency_ms": [510.0, 640.0, None],
+        "ttft_ms": [90.0, 120.0, None],
+    }
+    report["cases"][0]["results"]["endurance"] = {"straight": {"curve": curve, "summary": {"clean_pct": 50.0}}}
+    page = render(report)
+    assert "Endurance: stability curve" in page and "straight (3 turns)" in page
+    assert "turn 1 · 1,200 tok" in page and "turn 2 · 1,800 tok" in page
+    assert 'fill="#5cb85c"><title>turn 1 · 1,200 tok: 510 ms · TTFT 90 ms · clean' in page
+    assert 'fill="#d9534f"><title>turn 2 · 1,800 tok: 640 ms · TTFT 120 ms · not clean' in page
+    assert page.count("not measured") >= 1  # turn 3 failed: no latency, no zero-length bar
+
+
+def test_mtp_pairs_are_a_table_with_the_decode_delta():
+    report = synthetic_report(synthetic_case("llamacpp"))
+    assert "MTP on vs off" not in render(report)
+    pair = {"off": 50.0, "on": 80.0, "delta_pct": 60.0, "acceptance": 0.75}
+    report["mtp"] = {"llamacpp-qwen": {**pair, "tokens_per_chunk_off": 1.0, "tokens_per_chunk_on": 1.5}}
+    page = render(report)
+    assert "<h2>MTP on vs off</h2>" in page
+    row = re.search(r"<td>llamacpp-qwen</td>(.*?)</tr>", page)
+    assert row is not None
+    assert re.findall(r">([^<]*)</td>", row.group(1)) == ["50.0", "80.0", "+60.0 %", "0.75", "1.00 → 1.50"]

@@ -35,6 +35,20 @@ def test_decode_rate_is_tokens_after_the_first_over_first_to_last_token():
     assert metrics.decode_tok_s(record) == pytest.approx(50 / 0.5)
 
 
+def test_a_counted_but_unstreamed_stop_token_is_not_decode_output():
+    # llama.cpp: 4 visible tokens one per chunk, then the end-of-generation token, counted but not sent.
+    times = [100.0, 110.0, 120.0, 130.0]
+    stopped = streamed(times, completion=5, finish_reason="stop")
+    assert metrics.streamed_tokens(stopped) == 4
+    assert metrics.decode_tok_s(stopped) == pytest.approx(3 / 0.03)
+    assert metrics.tokens_per_chunk(stopped) == 1.0 and metrics.itl_ms(stopped) == pytest.approx([10.0] * 3)
+    # At the length limit every counted token was streamed; so it is when counts and chunks agree.
+    assert metrics.streamed_tokens(streamed(times, completion=5, finish_reason="length")) == 5
+    assert metrics.streamed_tokens(streamed(times, completion=4, finish_reason="stop")) == 4
+    assert metrics.streamed_tokens(streamed(times, completion=12, finish_reason="stop")) == 12  # batching
+    assert metrics.streamed_tokens(streamed(times, completion=None, finish_reason="stop")) is None
+
+
 @pytest.mark.parametrize(
     "record",
     [

@@ -121,7 +121,13 @@ def test_mtp_on_and_off_of_smollm2_side_by_side(pytester):
     assert mtp.draft_stats(off["phases"]["warm"]["runs"][0]["timings"])["draft_n"] is None
     assert on["metrics"]["draft_acceptance"] == stats["acceptance"] and off["metrics"]["draft_acceptance"] is None
     assert warm_on["metrics"]["tokens_per_chunk"] is not None
-    delta = mtp.mtp_deltas(cases.values())["llamacpp-smollm2-135m"]
-    assert delta["off"] > 0 and delta["on"] > 0 and delta["acceptance"] is not None
+    report = json.loads(report_path.read_text())
+    delta = report["mtp"]["llamacpp-smollm2-135m"]
+    assert delta == mtp.mtp_deltas(cases.values())["llamacpp-smollm2-135m"]
+    assert delta["off"] > 0 and delta["on"] > 0 and delta["acceptance"] == stats["acceptance"]
     assert delta["delta_pct"] == pytest.approx((delta["on"] - delta["off"]) / delta["off"] * 100)
+    # The terminal shows the pair side by side after the tier table, with the delta in percent.
+    result.stdout.fnmatch_lines(
+        ["*off t/s*on t/s*delta*accept*", f"*llamacpp-smollm2-135m*{delta['delta_pct']:+.1f}%*"]
+    )
     print(f"MTP on/off (same-model draft): {json.dumps(delta)}")

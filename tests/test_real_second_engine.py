@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from real_engine import cache_dir, copy_suites, model_path
 
+from pytest_asiai.protocol import PHASE_NAMES
+
 #: asiai's TTFT proxy (asiai-protocol.md §3.1): a prefix TTFT below cold/5 means "reused".
 TTFT_REUSE_RATIO = 5
 
@@ -46,25 +48,31 @@ def test_smoke_protocol_on_llama_cpp_python(pytester):
     pytester.makefile(".toml", engines=second_engine_toml())
     copy_suites(pytester.path, "test_agentic.py", "test_gates.py")
     report_path = pytester.path / "report.json"
-    select = "(test_phase and (cold or warm) and not prefix) or (test_gate and reuse)"
+    select = "test_phase or (test_gate and reuse)"
     result = pytester.runpytest_subprocess(
         "-m", "agentic", "-k", select, f"--asiai-json={report_path}", "-p", "no:cacheprovider"
     )
     assert result.ret == 0, result.stdout.str()
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=len(PHASE_NAMES) + 1)  # the whole smoke protocol, then the reuse gate
     (case,) = json.loads(report_path.read_text())["cases"]
     engine = case["engine"]
     assert (engine["kind"], engine["detected"], engine["version"]) == ("llamacpp_python", True, "0.3.36")
     caps = engine["capabilities"]
     assert caps["health"] == "/v1/models" and caps["slots"] is False and caps["metrics"] is False
-    cold, warm = case["phases"]["cold"]["runs"][0], case["phases"]["warm"]["runs"][0]
-    assert cold["ok"] and warm["ok"]
-    for run in (cold, warm):  # nothing reported is recorded as null, never as 0
+    assert list(case["phases"]) == list(PHASE_NAMES)
+    first = {name: phase["runs"][0] for name, phase in case["phases"].items()}
+    for run in first.values():  # nothing reported is recorded as null, never as 0
+        assert run["ok"], run
         assert run["cached_tokens"] is None and run["cached_source"] is None
         assert run["completion_tokens"] is None and run["prompt_tokens"] is None
         assert run["timings"] is None and run["chunks"] > 1
+    cold = first["cold"]["ttft_ms"]
     # Reuse is real but unreported: only the TTFT ratio shows it, and the reuse gate says so.
-    assert warm["ttft_ms"] * TTFT_REUSE_RATIO < cold["ttft_ms"], (cold["ttft_ms"], warm["ttft_ms"])
+    for name in ("warm", "prefix-test-1", "prefix-test-2", "prefix-test-3"):
+        assert first[name]["ttft_ms"] * TTFT_REUSE_RATIO < cold, (name, cold, first[name]["ttft_ms"])
+    assert first["cold-prefix"]["ttft_ms"] > 2 * first["prefix-test-3"]["ttft_ms"], "a new system prompt is a miss"
+    assert first["long-prefix"]["ttft_ms"] * 3 < first["long-context"]["ttft_ms"], "the long request hits"
+    assert first["restart-prefix"]["ttft_ms"] > cold / 2, "no cache survives a restart"
     reuse = case["results"]["gates"]["reuse"]
     assert reuse["outcome"] == "pass" and reuse["unit"] == "ratio", reuse["reason"]
     assert reuse["details"]["verdict_source"] == "ttft_ratio" and reuse["details"]["fraction"] is None

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from report_helpers import copy_suite, engines_toml, load_valid, plugin_args  # noqa: F401
+from report_helpers import copy_suite, engines_toml, load_valid, plugin_args, synthetic_case, synthetic_report  # noqa: F401
 from scripted_engine import Behaviour
 
 from pytest_asiai import machine
@@ -355,3 +355,31 @@ def test_a_malformed_result_never_breaks_the_run_or_the_valid_report(project):
     assert invalid["cases"][0]["phases"]["cold"]["runs"][0]["ok"], "the measurements are all there"
     if (project.path / "r.json").exists():  # an earlier, valid version of the report stays valid
         load_valid(project.path / "r.json")
+
+
+def _with_mtp(events: list, setting: str, decode_scale: float) -> list:
+    """A synthetic case re-labelled as one MTP setting of the same engine × model."""
+    out = []
+    for case_id, event in events:
+        new_id = case_id.replace("mtp_off", f"mtp_{setting}")
+        event = json.loads(json.dumps(event))
+        if event["type"] == "case":
+            event["case"].update(id=new_id, mtp=setting)
+        if event["type"] == "phase" and setting == "on":
+            for run in event["phase"]["runs"]:
+                run["timings"] = {"draft_n": 40, "draft_n_accepted": 30}
+            event["phase"]["stats"]["decode_tok_s"]["median"] *= decode_scale
+        out.append((new_id, event))
+    return out
+
+
+def test_the_report_pairs_mtp_on_and_off_of_one_model():
+    from pytest_asiai.report import validate_report
+
+    base = synthetic_case("llamacpp", decode=100.0)
+    report = synthetic_report(_with_mtp(base, "off", 1.0), _with_mtp(base, "on", 1.25))
+    validate_report(report)
+    pair = report["mtp"]["llamacpp-smollm2-135m"]
+    assert pair["off"] == pytest.approx(100.0) and pair["on"] == pytest.approx(125.0)
+    assert pair["delta_pct"] == pytest.approx(25.0) and pair["acceptance"] == 0.75
+    assert synthetic_report(base)["mtp"] == {}, "one setting alone is not a pair"

@@ -102,3 +102,27 @@ def test_table_shows_dashes_causes_and_stars():
 def test_no_measured_case_gives_no_table():
     assert summary_lines({}) == []
     assert summary_lines({"x": {"id": "x", "phases": {}, "results": {}}}) == []
+
+
+def test_mtp_on_and_off_of_one_model_are_side_by_side_with_the_decode_delta():
+    def mtp_case(setting: str, decode: float, timings: dict | None = None) -> dict:
+        c = case(f"llamacpp-qwen-mtp_{setting}", decode, {"valid": gate("ok", 100.0, "%")})
+        c["case"].update(engine="llamacpp", model="qwen", mtp=setting)
+        c["phases"]["warm"]["runs"] = [{"timings": timings, "metrics": {"tokens_per_chunk": 1.0}}]
+        return c
+
+    cases = {
+        "off": mtp_case("off", 50.0),
+        "on": mtp_case("on", 80.0, {"draft_n": 20, "draft_n_accepted": 15}),
+        "lonely": {**case("mlx-x-mtp_on", 9.0, {}), "case": {"machine_id": "m1", "engine": "mlx", "model": "x"}},
+    }
+    lines = summary_lines(cases)
+    header = next(i for i, line in enumerate(lines) if "off t/s" in line)
+    assert lines[header - 1] == "" and "delta" in lines[header] and "accept" in lines[header]
+    (row,) = lines[header + 1 :]
+    assert row.split() == ["llamacpp-qwen", "50.0", "80.0", "+60.0%", "0.75", "1.00→1.00"]
+
+
+def test_no_mtp_pair_adds_no_mtp_block():
+    cases = {"good": case("good", 91.25, {"valid": gate("ok", 100.0, "%")})}
+    assert not any("off t/s" in line for line in summary_lines(cases))
