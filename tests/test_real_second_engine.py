@@ -68,8 +68,9 @@ def test_smoke_protocol_on_llama_cpp_python(pytester):
         assert run["timings"] is None and run["chunks"] > 1
     cold = first["cold"]["ttft_ms"]
     # Reuse is real but unreported: only the TTFT ratio shows it, and the reuse gate says so.
-    for name in ("warm", "prefix-test-1", "prefix-test-2", "prefix-test-3"):
-        assert first[name]["ttft_ms"] * TTFT_REUSE_RATIO < cold, (name, cold, first[name]["ttft_ms"])
+    assert first["warm"]["ttft_ms"] * TTFT_REUSE_RATIO < cold, (cold, first["warm"]["ttft_ms"])
+    for name in ("prefix-test-1", "prefix-test-2", "prefix-test-3"):  # the new user message is prefilled
+        assert first[name]["ttft_ms"] * 2 < cold, (name, cold, first[name]["ttft_ms"])
     assert first["cold-prefix"]["ttft_ms"] > 2 * first["prefix-test-3"]["ttft_ms"], "a new system prompt is a miss"
     assert first["long-prefix"]["ttft_ms"] * 3 < first["long-context"]["ttft_ms"], "the long request hits"
     assert first["restart-prefix"]["ttft_ms"] > cold / 2, "no cache survives a restart"
