@@ -21,10 +21,10 @@ Run it on a quiet machine: on 2 cores, anything else running shows up in every f
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import secrets
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -1,7 +1,8 @@
 """The terminal summary: the tier table, verdict first, one block per machine (as the seed panel).
 
 Columns: warm decode, peak decode, long-context decode (tok/s), warm TTFT (ms), reported reuse
-fraction on the prefix tests, engine peak RSS (GB) and valid output (%). "—" is "not measured",
+fraction on the prefix tests, engine peak RSS (GB), valid output (%) and the aggregate output tok/s of
+the largest burst (``412.3@80``: 80 simultaneous calls). "—" is "not measured",
 never 0. Eliminated and reserve rows name the gates that put them there.
 """
 
@@ -20,7 +21,16 @@ HEADINGS = {
     ELIMINATED: "✗ Tier 4 — eliminated",
     None: "· not gated (no gate ran)",
 }
-COLUMNS = (("dec t/s", 8), ("peak", 7), ("long", 7), ("TTFT ms", 8), ("reuse", 6), ("RAMpk GB", 9), ("valid%", 7))
+COLUMNS = (
+    ("dec t/s", 8),
+    ("peak", 7),
+    ("long", 7),
+    ("TTFT ms", 8),
+    ("reuse", 6),
+    ("RAMpk GB", 9),
+    ("valid%", 7),
+    ("burst t/s", 12),
+)
 
 
 def _fmt(value: float | None, spec: str, width: int) -> str:
@@ -38,7 +48,9 @@ def _cells(row: Row) -> list[str]:
         (ram_gb, ".1f"),
         (row.valid_pct, ".0f"),
     )
-    return [_fmt(v, spec, width) for (v, spec), (_, width) in zip(values, COLUMNS, strict=True)]
+    cells = [_fmt(v, spec, width) for (v, spec), (_, width) in zip(values, COLUMNS[:-1], strict=True)]
+    burst = "—" if row.burst_tok_s is None else f"{row.burst_tok_s:.1f}@{row.burst_size}"
+    return [*cells, f"{burst:>{COLUMNS[-1][1]}}"]
 
 
 def _line(row: Row, width: int) -> str:

@@ -40,6 +40,9 @@ class Row:
     reuse: float | None = None
     ram_mb: float | None = None
     valid_pct: float | None = None
+    burst_tok_s: float | None = None
+    """Median aggregate output tok/s of the largest burst measured (``burst_size`` calls)."""
+    burst_size: int | None = None
     verdict: str | None = None
     """``ok``, ``reserve`` or ``eliminated``; None when no gate judged the case."""
     causes: list[str] = field(default_factory=list)
@@ -79,6 +82,18 @@ def verdict(gates: Mapping[str, Mapping[str, Any]]) -> tuple[str | None, list[st
     return str(worst), causes
 
 
+def _largest_burst(results: Mapping[str, Any]) -> tuple[int | None, float | None]:
+    """The largest burst size with a measured aggregate tok/s, and that rate (median over passes)."""
+    measured = []
+    for key, entry in (results.get("burst") or {}).items():
+        if not isinstance(entry, Mapping):
+            continue
+        rate = ((entry.get("summary") or {}).get("aggregate_tok_s") or {}).get("median")
+        if str(key).isdigit() and _number(rate) is not None:
+            measured.append((int(key), float(rate)))
+    return max(measured) if measured else (None, None)
+
+
 def row_of(case: Mapping[str, Any], local_machine: str | None) -> Row:
     """A case's figures for the table ("—" later for every None: not measured)."""
     results = case.get("results") or {}
@@ -96,6 +111,7 @@ def row_of(case: Mapping[str, Any], local_machine: str | None) -> Row:
         ram_mb=_number((probes.get("engine") or {}).get("rss_peak_mb")),
         valid_pct=_number((gates.get("valid") or {}).get("value")),
     )
+    row.burst_size, row.burst_tok_s = _largest_burst(results)
     row.verdict, row.causes = verdict(gates)
     return row
 

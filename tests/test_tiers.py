@@ -96,7 +96,7 @@ def test_table_shows_dashes_causes_and_stars():
     good = next(line for line in lines if "good" in line)
     assert good.startswith("★ good") and "91.2" in good and "0.5" in good and "100" in good
     gone = next(line for line in lines if " gone" in line)
-    assert gone.count("—") == 7 and gone.endswith("✗ reuse 0")
+    assert gone.count("—") == 8 and gone.endswith("✗ reuse 0")
 
 
 def test_no_measured_case_gives_no_table():
@@ -126,3 +126,16 @@ def test_mtp_on_and_off_of_one_model_are_side_by_side_with_the_decode_delta():
 def test_no_mtp_pair_adds_no_mtp_block():
     cases = {"good": case("good", 91.25, {"valid": gate("ok", 100.0, "%")})}
     assert not any("off t/s" in line for line in summary_lines(cases))
+
+
+def test_the_largest_measured_burst_shows_its_aggregate_rate():
+    def burst(rate: float | None) -> dict:
+        return {"summary": {"aggregate_tok_s": {"median": rate}}, "verdict": "parallel"}
+
+    measured = case("b", 50.0, {"valid": gate("ok", 100.0, "%")})
+    measured["results"]["burst"] = {"4": burst(120.5), "8": burst(201.25), "30": burst(None)}
+    (row,) = rank([measured], None)["m1"]
+    assert (row.burst_size, row.burst_tok_s) == (8, 201.25), "30 calls measured no rate: the largest measured wins"
+    line = next(line for line in summary_lines({"b": measured}) if line.startswith("★ b"))
+    assert line.endswith("201.2@8")
+    assert "burst t/s" in summary_lines({"b": measured})[1]
