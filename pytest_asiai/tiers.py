@@ -88,9 +88,9 @@ def _largest_burst(results: Mapping[str, Any]) -> tuple[int | None, float | None
     for key, entry in (results.get("burst") or {}).items():
         if not isinstance(entry, Mapping):
             continue
-        rate = ((entry.get("summary") or {}).get("aggregate_tok_s") or {}).get("median")
-        if str(key).isdigit() and _number(rate) is not None:
-            measured.append((int(key), float(rate)))
+        rate = _number(((entry.get("summary") or {}).get("aggregate_tok_s") or {}).get("median"))
+        if str(key).isdigit() and rate is not None:
+            measured.append((int(key), rate))
     return max(measured) if measured else (None, None)
 
 
