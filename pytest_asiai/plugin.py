@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from . import baseline, burst, junit, options
+from . import baseline, burst, junit, options, termination
 from .baseline import asiai_baseline
 from .burst import burst_fixture
 from .distribute import choose_engine_scheduling, wants_engine_scheduling
@@ -96,6 +96,12 @@ def pytest_configure(config: pytest.Config) -> None:
         collector = make_collector(config, settings.json_path, [c.id for c in cases], redactor)
         config.stash[COLLECTOR_KEY] = collector
         state.spool = collector.own_spool()
+    if cases:
+        termination.install(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    termination.uninstall(config)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from report_helpers import copy_suite, engines_toml, load_valid, outcomes_by_case, plugin_args  # noqa: F401
 from scripted_engine import Behaviour
@@ -167,3 +168,56 @@ def test_sigkilled_run_is_rebuilt_from_its_log_and_spool(pytester, scripted_engi
     (case,) = report["cases"]
     # cold was measured by a test that never finished: only the spool had it.
     assert case["phases"]["cold"]["runs"][0]["ok"] and case["engine"]["version"] == "b11434"
+
+
+def test_sigterm_mid_phase_stops_the_managed_engine_and_keeps_the_report(pytester):
+    """A CI time limit or ``kill``: the run unwinds like Ctrl-C and leaves no engine behind."""
+    script = pytester.path / "engine.py"
+    script.write_text(DYING_ENGINE, encoding="utf-8")
+    pytester.makefile(".toml", engines=dying_engine_toml(script, die_on=10_000))  # it never dies on its own
+    copy_suite(pytester.path, "test_agentic.py")
+    proc = _start(pytester, "-m", "agentic", "-k", "cold or warm", "--asiai-json=r.json")
+    log = pytester.path / ".asiai" / "logs"
+    deadline = time.monotonic() + 60
+    pid = None
+    while pid is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        pid = _managed_engine_pid(pytester.path)
+    assert pid is not None and psutil.pid_exists(pid), f"the managed engine never started ({log})"
+    time.sleep(2.5)  # into the second phase's stream (each answer streams for about 1.5 s)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out = proc.communicate(timeout=60)[0].decode(errors="replace")
+        assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+        assert _gone(pid), "the engine the plugin started was stopped"
+    finally:
+        if not _gone(pid, timeout_s=0):
+            os.killpg(pid, signal.SIGKILL)  # never leave it running, even when the test fails
+    report = load_valid(pytester.path / "r.json")
+    assert report["complete"] is False and report["exit_status"] == 2
+    (first, *_) = report["incidents"]
+    assert first["kind"] == "interrupted" and "SIGTERM" in first["message"], report["incidents"]
+    (case,) = report["cases"]
+    assert case["phases"]["cold"]["runs"][0]["ok"], "the completed phase is kept"
+
+
+def _managed_engine_pid(project: Path) -> int | None:
+    """The pid of the engine.py process the run started, once it listens."""
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any(str(project / "engine.py") == part for part in cmdline) and proc.net_connections(kind="tcp"):
+            return int(proc.info["pid"])
+    return None
+
+
+def _gone(pid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
