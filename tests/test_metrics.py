@@ -47,6 +47,9 @@ def test_a_counted_but_unstreamed_stop_token_is_not_decode_output():
     assert metrics.streamed_tokens(streamed(times, completion=4, finish_reason="stop")) == 4
     assert metrics.streamed_tokens(streamed(times, completion=12, finish_reason="stop")) == 12  # batching
     assert metrics.streamed_tokens(streamed(times, completion=None, finish_reason="stop")) is None
+    # Speculative decoding accepts the stop token with the last drafted tokens: no step after the span.
+    drafting = streamed(times, completion=5, finish_reason="stop", timings={"draft_n": 8, "draft_n_accepted": 7})
+    assert metrics.streamed_tokens(drafting) == 5
 
 
 @pytest.mark.parametrize(

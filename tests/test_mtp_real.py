@@ -121,6 +121,10 @@ def test_mtp_on_and_off_of_smollm2_side_by_side(pytester):
     assert mtp.draft_stats(off["phases"]["warm"]["runs"][0]["timings"])["draft_n"] is None
     assert on["metrics"]["draft_acceptance"] == stats["acceptance"] and off["metrics"]["draft_acceptance"] is None
     assert warm_on["metrics"]["tokens_per_chunk"] is not None
+    for case in (off, on):  # the client's rate is the engine's own, drafting or not
+        for phase in case["phases"].values():
+            run = phase["runs"][0]
+            assert run["metrics"]["decode_tok_s"] == pytest.approx(run["timings"]["predicted_per_second"], rel=0.03)
     report = json.loads(report_path.read_text())
     delta = report["mtp"]["llamacpp-smollm2-135m"]
     assert delta == mtp.mtp_deltas(cases.values())["llamacpp-smollm2-135m"]

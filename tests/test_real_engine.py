@@ -107,3 +107,12 @@ def test_restart_prefix_shows_llama_cpp_keeps_no_cache_across_restarts(report):
         assert restart["prompt"] == cold["prompt"]  # the identical request
         assert restart["cached_tokens"] == 0
         assert restart["ttft_ms"] > cold["ttft_ms"] / 2
+
+
+def test_client_decode_rate_agrees_with_the_engines_own(report):
+    """Same interval, two clocks: the client's rate is llama.cpp's ``predicted_per_second`` to a few percent
+    (the spread is arrival jitter over spans of one to three seconds; benchmarks/client_vs_engine.py)."""
+    for name, phase in report["phases"].items():
+        for run in phase["runs"]:
+            client, engine = run["metrics"]["decode_tok_s"], run["timings"]["predicted_per_second"]
+            assert client == pytest.approx(engine, rel=0.03), (name, run["repeat"], run["finish_reason"])
