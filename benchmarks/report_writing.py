@@ -28,19 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from report_helpers import META, phase_dict, request_record
 
+from pytest_asiai.protocol import PHASE_NAMES
 from pytest_asiai.report import ReportCollector, log_path_for, rebuild
-
-PHASES = (
-    "cold",
-    "warm",
-    "prefix-test-1",
-    "prefix-test-2",
-    "prefix-test-3",
-    "cold-prefix",
-    "long-context",
-    "long-prefix",
-    "restart-prefix",
-)
 
 
 def events(cases: int, runs: int, tokens: int) -> list[tuple[str, dict]]:
@@ -48,7 +37,7 @@ def events(cases: int, runs: int, tokens: int) -> list[tuple[str, dict]]:
     out: list[tuple[str, dict]] = []
     for c in range(cases):
         case_id = f"engine{c}-model-mtp_off"
-        for name in PHASES:
+        for name in PHASE_NAMES:
             records = []
             for repeat in range(runs):
                 records.append(request_record(100.0 + repeat, 60.0, tokens=tokens))
@@ -86,7 +75,7 @@ def main() -> int:
         rebuild_ms = (time.perf_counter() - t0) * 1000
         assert len(rebuilt["cases"]) == args.cases
         costs.sort()
-        size = f"{args.cases} cases × {len(PHASES)} phases × {args.runs} runs, {args.tokens} tokens"
+        size = f"{args.cases} cases × {len(PHASE_NAMES)} phases × {args.runs} runs, {args.tokens} tokens"
         print(f"events: {len(stream)} ({size})")
         print(
             f"add() per event: median {statistics.median(costs):.2f} ms, p95 {costs[int(0.95 * len(costs))]:.2f} ms, "

@@ -32,6 +32,7 @@ from .dispatch import BurstDispatch, DispatchedCall, run_dispatch
 from .matrix import Case
 from .probes import CaseProbe, EngineLocator
 from .stash import session_of
+from .thresholds import meets
 
 if TYPE_CHECKING:
     from .engine import EngineHandle
@@ -563,8 +564,7 @@ def judge(name: str, result: Mapping[str, Any], threshold: float | bool | None) 
     if threshold is None or threshold is True:
         return NO_THRESHOLD, f"{where}: {value:.1f} {gate.unit}; set one with --asiai-gate {name}=VALUE", value
     limit = float(threshold)
-    ok = value >= limit if gate.at_least else value <= limit
-    sign = ("≥" if ok else "<") if gate.at_least else ("≤" if ok else ">")
+    ok, sign = meets(value, limit, gate.at_least)
     return (PASS if ok else FAIL), f"{where}: {value:.1f} {gate.unit} {sign} {limit:g}", value
 
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .records import CACHED_SOURCES, MAX_STORED_CONTENT, RequestRecord, ToolCall
+from .records import CACHED_SOURCES, MAX_STORED_CONTENT, RequestRecord, ToolCall, as_count
 from .sse import SSEDecoder
 
 __all__ = [
@@ -102,17 +102,6 @@ def _httpx_timeout(timeouts: Timeouts) -> httpx.Timeout:
 
 def _limits(max_connections: int) -> httpx.Limits:
     return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-
-
-def _as_int(value: object) -> int | None:
-    """An integer count, or None when absent or not a count (never a made-up 0)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
 
 
 def _as_dict(value: object) -> dict[str, Any]:
@@ -381,7 +370,7 @@ class _StreamAccumulator:
         for position, fragment in enumerate(fragments):
             if not isinstance(fragment, dict):
                 continue
-            index = _as_int(fragment.get("index"))
+            index = as_count(fragment.get("index"))
             key = position if index is None else index
             builder = self.tools.get(key)
             if builder is None:
@@ -444,9 +433,9 @@ class _StreamAccumulator:
         cached, source = self._cached(usage)
         details = _as_dict(usage.get("completion_tokens_details"))
         return {
-            "prompt_tokens": _as_int(usage.get("prompt_tokens")),
-            "completion_tokens": _as_int(usage.get("completion_tokens")),
-            "reasoning_tokens": _as_int(details.get("reasoning_tokens")),
+            "prompt_tokens": as_count(usage.get("prompt_tokens")),
+            "completion_tokens": as_count(usage.get("completion_tokens")),
+            "reasoning_tokens": as_count(details.get("reasoning_tokens")),
             "cached_tokens": cached,
             "cached_source": source,
         }
@@ -459,7 +448,7 @@ class _StreamAccumulator:
             (self.timings or {}).get("cache_n"),
         )
         for value, source in zip(candidates, CACHED_SOURCES, strict=True):
-            count = _as_int(value)
+            count = as_count(value)
             if count is not None:
                 return count, source
         return None, None

@@ -31,6 +31,7 @@ from .client import StreamingClient, Timeouts, chat_url, encode_body, request_he
 from .matrix import Case
 from .sse import SSEDecoder
 from .stash import session_of
+from .thresholds import meets
 from .trajectory import DEFAULT_SEED, EnduranceProfile, ScenarioSpec, TrajectoryRunner, calibration_sample
 
 __all__ = [
@@ -377,8 +378,7 @@ def judge(name: str, result: Mapping[str, Any], threshold: float | bool | None) 
     if threshold is None or threshold is True:
         return NO_THRESHOLD, f"{where}: {value} {spec.unit}", value
     limit = float(threshold)
-    ok = value >= limit if spec.at_least else value <= limit
-    sign = ("≥" if ok else "<") if spec.at_least else ("≤" if ok else ">")
+    ok, sign = meets(value, limit, spec.at_least)
     return (PASS if ok else FAIL), f"{where}: {spec.doc} {value:g} {spec.unit} {sign} {limit:g}", value
 
 

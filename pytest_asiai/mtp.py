@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .records import RequestRecord
+from .records import RequestRecord, as_count
 
 #: Prometheus counters of llama.cpp's speculative decoding (``/metrics`` with ``--metrics``).
 SPEC_METRICS = (
@@ -24,21 +24,11 @@ SPEC_METRICS = (
 )
 
 
-def _count(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def draft_stats(timings: Mapping[str, Any] | None) -> dict[str, float | int | None]:
     """``draft_n``, ``draft_n_accepted`` and their ratio from llama.cpp ``timings`` (None when absent)."""
     timings = timings or {}
-    drafted = _count(timings.get("draft_n"))
-    accepted = _count(timings.get("draft_n_accepted"))
+    drafted = as_count(timings.get("draft_n"))
+    accepted = as_count(timings.get("draft_n_accepted"))
     rate = accepted / drafted if drafted and accepted is not None else None
     return {"draft_n": drafted, "draft_n_accepted": accepted, "acceptance": rate}
 

@@ -13,7 +13,7 @@ import pytest
 from . import baseline, burst, junit, options, termination
 from .baseline import asiai_baseline
 from .burst import burst_fixture
-from .distribute import choose_engine_scheduling, wants_engine_scheduling
+from .distribute import choose_engine_scheduling, is_worker, wants_engine_scheduling
 from .fixtures import agentic, engine
 from .gates import GATE_NAMES, user_gate_event
 from .html import write_html
@@ -35,10 +35,6 @@ MARKERS = {
     "endurance": "long sequential tool-call trajectories (pytest-asiai)",
     "gate": "quality gates evaluated on measured or replayed cases (pytest-asiai)",
 }
-
-
-def is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -22,6 +22,17 @@ CACHED_SOURCES = (
 ERROR_KINDS = ("http", "stream_error", "timeout", "connect", "disconnect", "protocol")
 
 
+def as_count(value: object) -> int | None:
+    """An integer count from engine JSON, or None when absent or not a count (never a made-up 0)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """One tool call reassembled from streamed fragments (grouped by ``index``)."""

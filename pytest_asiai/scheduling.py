@@ -9,7 +9,7 @@ xdist asks for a scheduler.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import pytest
 from xdist.remote import Producer
@@ -31,7 +31,7 @@ class EngineGroupScheduling(LoadScopeScheduling):
 
     def __init__(self, config: pytest.Config, log: Producer | None, host_group_of_case: Mapping[str, str]) -> None:
         super().__init__(config, log)
-        self._scope_for: Callable[[str], str] = lambda nodeid: scope_for(nodeid, host_group_of_case)
+        self.host_group_of_case = host_group_of_case
 
     def _split_scope(self, nodeid: str) -> str:
-        return self._scope_for(nodeid)
+        return scope_for(nodeid, self.host_group_of_case)

@@ -15,6 +15,12 @@ from .matrix import Case
 Value = float | bool
 
 
+def meets(value: float, limit: float, at_least: bool) -> tuple[bool, str]:
+    """Whether a measured value meets its threshold, and the sign a reason shows (≥ or < ; ≤ or >)."""
+    ok = value >= limit if at_least else value <= limit
+    return ok, (("≥" if ok else "<") if at_least else ("≤" if ok else ">"))
+
+
 def parse_value(text: str) -> Value:
     """``true``/``false`` or a number (a trailing ``%`` or unit suffix ``ms``/``mb`` is accepted)."""
     low = text.strip().lower()

@@ -29,6 +29,7 @@ from .client import StreamingClient, Timeouts
 from .engine import EngineHandle
 from .gates import DISABLED, FAIL, NO_THRESHOLD, NOT_MEASURED, PASS, GateResult
 from .records import RequestRecord, ToolCall
+from .thresholds import meets
 from .tools import TOOL_SCHEMAS, TOOLS, RecoveryScenario, Scenario, Turn
 from .validity import degenerate_reason
 
@@ -715,7 +716,6 @@ def judge(
         return GateResult(key, NOT_MEASURED, f"no {spec.what} were measured", **common)
     if threshold is None:
         return GateResult(key, NO_THRESHOLD, f"{spec.what}: {value:g} {spec.unit} (no threshold)", **common)
-    passed = value >= threshold if spec.at_least else value <= threshold
-    side = ("≥" if spec.at_least else "≤") if passed else ("<" if spec.at_least else ">")
+    passed, side = meets(value, threshold, spec.at_least)
     reason = f"{spec.what}: {value:g} {spec.unit} {side} {threshold:g} ({source})"
     return GateResult(key, PASS if passed else FAIL, reason, **common)
