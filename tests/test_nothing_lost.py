@@ -17,7 +17,8 @@ from report_helpers import copy_suite, engines_toml, load_valid, outcomes_by_cas
 from scripted_engine import Behaviour
 
 from pytest_asiai import cli
-from pytest_asiai.report import log_path_for
+from pytest_asiai.report import log_path_for, spool_dir_for
+from pytest_asiai.spool import read_events, spool_files
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -177,14 +178,14 @@ def test_sigterm_mid_phase_stops_the_managed_engine_and_keeps_the_report(pyteste
     pytester.makefile(".toml", engines=dying_engine_toml(script, die_on=10_000))  # it never dies on its own
     copy_suite(pytester.path, "test_agentic.py")
     proc = _start(pytester, "-m", "agentic", "-k", "cold or warm", "--asiai-json=r.json")
-    log = pytester.path / ".asiai" / "logs"
     deadline = time.monotonic() + 60
     pid = None
     while pid is None and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
         pid = _managed_engine_pid(pytester.path)
-    assert pid is not None and psutil.pid_exists(pid), f"the managed engine never started ({log})"
-    time.sleep(2.5)  # into the second phase's stream (each answer streams for about 1.5 s)
+    assert pid is not None and psutil.pid_exists(pid), "the managed engine never started"
+    _wait_for_spooled_phase(spool_dir_for(pytester.path / "r.json"), "cold", proc)
+    time.sleep(0.5)  # into the second phase's stream (each answer streams for about 1.5 s)
     proc.send_signal(signal.SIGTERM)
     try:
         out = proc.communicate(timeout=60)[0].decode(errors="replace")
@@ -199,6 +200,18 @@ def test_sigterm_mid_phase_stops_the_managed_engine_and_keeps_the_report(pyteste
     assert first["kind"] == "interrupted" and "SIGTERM" in first["message"], report["incidents"]
     (case,) = report["cases"]
     assert case["phases"]["cold"]["runs"][0]["ok"], "the completed phase is kept"
+
+
+def _wait_for_spooled_phase(spool: Path, name: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    """Until the run has measured phase ``name`` (its write-ahead spool has the event): no guessed sleep."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        for path in spool_files(spool) if spool.is_dir() else []:
+            if any(e.get("type") == "phase" and e["phase"]["name"] == name for e in read_events(path)):
+                return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"phase {name} was never measured: {proc.communicate()[0].decode(errors='replace')[-2000:]}")
 
 
 def _managed_engine_pid(project: Path) -> int | None:
