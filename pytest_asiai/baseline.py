@@ -11,7 +11,6 @@ is attributed to one JUnit test case and gives pytest's own exit code 1.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ import pytest
 
 from .machine import case_machine_id, machine_id, machine_info
 from .report import atomic_write, dump_report, schema_problem
+from .serialize import StrictJSONError, loads_strict
 from .stash import session_of
 
 Direction = Literal["lower", "higher"]
@@ -144,11 +144,13 @@ def find_case(report: Mapping[str, Any], key: CaseKey) -> Mapping[str, Any] | No
 def load_report(path: Path) -> dict[str, Any]:
     """Read and validate a report file; BaselineError (one line) when it is unusable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_strict(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise BaselineError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise BaselineError(f"{path}: not JSON: {exc}") from None
+    except StrictJSONError as exc:  # NaN, 1e400, huge integers, deep nesting (issue 14 item 9)
+        raise BaselineError(f"{path}: {exc}") from None
     problem = schema_problem(data)
     if problem is not None:
         raise BaselineError(f"{path}: not a pytest-asiai report: {problem}")

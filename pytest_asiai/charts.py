@@ -18,6 +18,11 @@ WIDTH = 530
 ROW = 24
 LABEL_W = 118
 VALUE_W = 92
+#: Bar area of a bar chart; the label column grows with the longest label instead of clipping it.
+SPAN_W = WIDTH - LABEL_W - VALUE_W
+#: Upper bound of a character's advance at 12 px in the UI fonts (wide letters like "m", "w"; digits
+#: are ~6.7 px): label widths are estimated from it, so a long case id is never cut on the left.
+CHAR_W = 7.6
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:12px"
 PALETTE = {
     "miss": "#d9534f",
@@ -56,13 +61,23 @@ def _svg(height: int, body: str, title: str, width: int = WIDTH) -> str:
     )
 
 
+def label_width(labels: Sequence[str], minimum: int = LABEL_W) -> int:
+    """Pixels for a label column that holds the longest label whole (with an 8 px gap)."""
+    return max(minimum, int(max((len(t) for t in labels), default=0) * CHAR_W) + 12)
+
+
 def bar_chart(title: str, bars: Sequence[Bar], unit: str, label_w: int = LABEL_W) -> str:
-    """Horizontal bars on a linear scale from zero, each labelled with its value."""
+    """Horizontal bars on a linear scale from zero, each labelled with its value.
+
+    The label column is at least ``label_w`` and grows to the longest label; the chart gets wider
+    rather than cutting a case id (labels are right-aligned, so a short column clipped them on the left).
+    """
     top = 22
     height = top + ROW * max(1, len(bars)) + 6
     measured = [b.value for b in bars if b.value is not None]
     scale_max = max(measured, default=0.0) or 1.0
-    span = WIDTH - label_w - VALUE_W
+    label_w = label_width([b.label for b in bars], label_w)
+    span = SPAN_W
     parts = [f'<text x="0" y="14" font-weight="600">{escape(title)}</text>']
     for i, bar in enumerate(bars):
         y = top + i * ROW
@@ -77,7 +92,7 @@ def bar_chart(title: str, bars: Sequence[Bar], unit: str, label_w: int = LABEL_W
             f"<title>{escape(bar.label)}: {escape(_fmt(bar.value, unit))}{escape(bar.note)}</title></rect>"
         )
         parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}">{escape(_fmt(bar.value, unit))}</text>')
-    return _svg(height, "".join(parts), title)
+    return _svg(height, "".join(parts), title, width=max(WIDTH, label_w + span + VALUE_W))
 
 
 def legend(items: Sequence[tuple[str, str]]) -> str:

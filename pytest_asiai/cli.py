@@ -6,6 +6,7 @@
     pytest-asiai validate REPORT.json|engines.toml
     pytest-asiai rebuild LOG.jsonl -o REPORT.json a report from its events log (after a crash)
     pytest-asiai detect URL                       what engine answers at URL
+    pytest-asiai init [--url URL] [--force]       an engines.toml from the engines running here
 
 Exit codes: 0 success, 1 a regression or an invalid file, 2 usage errors (argparse).
 Every failure is one line on stderr naming the file and the reason.
@@ -22,8 +23,9 @@ from typing import Any
 
 from .baseline import BaselineError, compare_reports, comparison_lines, load_report, parse_tolerances
 from .html import write_html
+from .init import main as init_main
 from .matrix import MatrixError, load_matrix
-from .report import atomic_write, dump_report, rebuild, schema_problem
+from .report import atomic_write, dump_report, output_problem, rebuild, schema_problem
 from .table import summary_lines
 
 
@@ -56,8 +58,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if any(v.outcome == "regressed" for c in comparisons for v in c.verdicts) else 0
 
 
+def _writable(path: Path) -> None:
+    """A one-line CliError before any work when ``-o`` cannot be written (a directory, under a file)."""
+    problem = output_problem(path)
+    if problem is not None:
+        raise CliError(f"-o {path}: {problem}")
+
+
+def _write(path: Path, writer: Callable[[], None]) -> None:
+    try:
+        writer()
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def cmd_html(args: argparse.Namespace) -> int:
-    write_html(_load(args.report), args.output)
+    _writable(args.output)
+    report = _load(args.report)
+    _write(args.output, lambda: write_html(report, args.output))
     print(f"wrote {args.output}")
     return 0
 
@@ -77,6 +95,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
+    _writable(args.output)
     try:
         report = rebuild(args.log)
     except (OSError, ValueError) as exc:
@@ -84,7 +103,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     problem = schema_problem(report)
     if problem is not None:
         raise CliError(f"{args.log}: the rebuilt report is invalid: {problem}")
-    atomic_write(args.output, dump_report(report))
+    _write(args.output, lambda: atomic_write(args.output, dump_report(report)))
     state = "complete" if report["complete"] else "incomplete run"
     print(f"wrote {args.output} ({len(report['cases'])} case(s), {state})")
     return 0
@@ -131,6 +150,9 @@ def parser() -> argparse.ArgumentParser:
     detect = sub.add_parser("detect", help="identify the engine at a URL", add_help=False)
     detect.add_argument("rest", nargs=argparse.REMAINDER)
     detect.set_defaults(func=cmd_detect)
+    init = sub.add_parser("init", help="write an engines.toml from the engines running here", add_help=False)
+    init.add_argument("rest", nargs=argparse.REMAINDER)
+    init.set_defaults(func=lambda args: init_main(list(args.rest)))
     return p
 
 
@@ -139,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["detect"]:
             return run_detect(argv[1:])
+        if argv[:1] == ["init"]:
+            return init_main(argv[1:])
         args = parser().parse_args(argv)
         code: int = args.func(args)
     except CliError as exc:

@@ -36,7 +36,8 @@ GATE_NAMES = ("valid", "ttft", "reuse", "swap", "early_stop", "solo", "duplicate
 DEFAULTS: dict[str, float | bool | None] = {
     "valid": 80.0,  # % of requests with valid output
     "valid_clean": 95.0,  # below it a valid case is "reserve" (asiai VALID_CLEAN)
-    "ttft": 1500.0,  # ms, warm median: above it the gate fails (reserve)
+    "ttft_ok": 500.0,  # ms, warm median: above it a passing case is "reserve" (asiai TTFT_OK_MS)
+    "ttft": 1500.0,  # ms, warm median: above it the gate fails (the case stays reserve)
     "ttft_hard": 3000.0,  # ms: above it the case is eliminated
     "reuse": 0.0,  # cached fraction on the prefix tests must be above it
     "reuse_ok": 0.5,  # below it a reusing case is "reserve" (asiai REUSE_OK)
@@ -288,8 +289,11 @@ def gate_valid(inp: GateInputs, resolve: Resolve) -> GateResult:
 
 
 def gate_ttft(inp: GateInputs, resolve: Resolve) -> GateResult:
-    """Warm median TTFT ≤ 1500 ms; above 3000 ms a hard failure (the case is eliminated)."""
-    th, hard = resolve("ttft"), resolve("ttft_hard")
+    """Warm median TTFT ≤ 1500 ms (the pass/fail gate). The tier bands are asiai's (digest §3.9):
+    above ``ttft_ok`` (500 ms) a case is reserve even when it passes, above ``ttft`` it fails and
+    stays reserve, above ``ttft_hard`` (3000 ms) it is eliminated. ``details.bound`` names the bound
+    that decided the band, so the tier table can say which one put the case where."""
+    th, hard, band_ok = resolve("ttft"), resolve("ttft_hard"), resolve("ttft_ok")
     if th.disabled:
         return _disabled("ttft", th)
     warm = inp.usable("warm")
@@ -298,17 +302,31 @@ def gate_ttft(inp: GateInputs, resolve: Resolve) -> GateResult:
     value = warm.ttft_ms
     if value is None:
         return _not("ttft", NOT_MEASURED, "no warm request produced a token", th)
-    soft_ms, hard_ms = th.number(), hard.number()
+    soft_ms, hard_ms, ok_ms = th.number(), hard.number(), band_ok.number()
     if soft_ms is None:
         return _not("ttft", NO_THRESHOLD, f"warm median TTFT {value:.0f} ms; no threshold", th)
-    details = {"hard_threshold": hard_ms, "hard_threshold_source": hard.source, "requests": len(warm.runs)}
+    details: dict[str, Any] = {
+        "hard_threshold": hard_ms,
+        "hard_threshold_source": hard.source,
+        "ok_threshold": ok_ms,
+        "ok_threshold_source": band_ok.source,
+        "requests": len(warm.runs),
+    }
+    shown = f"warm median TTFT {value:.0f} ms"
     if hard_ms is not None and value > hard_ms:
-        outcome, tier, reason = FAIL, ELIMINATED, f"warm median TTFT {value:.0f} ms > {hard_ms:g} ms: hard fail"
+        outcome, tier, bound = FAIL, ELIMINATED, ("ttft_hard", hard_ms)
+        reason = f"{shown} > {hard_ms:g} ms (ttft_hard): hard fail, eliminated"
     elif value > soft_ms:
-        outcome, tier = FAIL, RESERVE
-        reason = f"warm median TTFT {value:.0f} ms > {soft_ms:g} ms: fails (soft; hard fail above {hard_ms:g} ms)"
+        outcome, tier, bound = FAIL, RESERVE, ("ttft", soft_ms)
+        hard_text = "no hard limit" if hard_ms is None else f"hard fail above {hard_ms:g} ms"
+        reason = f"{shown} > {soft_ms:g} ms (ttft): fails, reserve ({hard_text})"
+    elif ok_ms is not None and value > ok_ms:
+        outcome, tier, bound = PASS, RESERVE, ("ttft_ok", ok_ms)
+        reason = f"{shown} ≤ {soft_ms:g} ms (ttft): passes; > {ok_ms:g} ms (ttft_ok): reserve"
     else:
-        outcome, tier, reason = PASS, OK, f"warm median TTFT {value:.0f} ms ≤ {soft_ms:g} ms"
+        outcome, tier, bound = PASS, OK, ("ttft", soft_ms) if ok_ms is None else ("ttft_ok", ok_ms)
+        reason = f"{shown} ≤ {bound[1]:g} ms ({bound[0]})"
+    details.update(bound=bound[0], bound_ms=bound[1])
     return GateResult("ttft", outcome, reason, round(value, 1), "ms", th.value, th.source, tier, details)
 
 

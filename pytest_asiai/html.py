@@ -1,9 +1,13 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no network) built from a JSON report.
 
-It reads like the seed panel: the verdict table first (tier, cold and warm TTFT, cache reuse,
-decode rate, gates), then one section per case with its phase charts, burst latency spreads, gate
-outcomes, baseline comparison, user metrics and test outcomes. A Content-Security-Policy forbids
-every remote resource, so the file renders the same offline and in a CI artefact viewer.
+It reads like the seed panel: the verdict first, one block per machine ranked on its own exactly as
+the terminal table (``tiers.rank``; the seed says blocks must not be compared), with the seed's
+columns (engine version, decode, peak, long-context decode, warm TTFT, cross-user reuse from the
+prefix tests, t/s/W, RAM peak and steady, valid %) and the derived 60-turn lower bound
+``60 × (TTFT + max_tokens / decode)``; then one section per case with its phase charts (engine RSS
+and power per phase beside them), burst latency spreads, gate outcomes, baseline comparison, user
+metrics and test outcomes. A Content-Security-Policy forbids every remote resource, so the file
+renders the same offline and in a CI artefact viewer.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 from . import charts
 from .protocol import PHASES
 from .report import atomic_write
+from .table import HEADINGS
+from .tiers import Row, rank
 
 READY_SENTINEL = "pytest-asiai report ready"
 EXPECT = {p.name: str(getattr(p, "expect", "default")) for p in PHASES}
@@ -31,7 +37,7 @@ TIER_ORDER = {"winner": 0, "viable": 1, "reserve": 2, "eliminated": 3}
 Case = Mapping[str, Any]
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1500px;
   color:#1d2430;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #dde}
 h3{font-size:15px;margin:16px 0 6px}
@@ -153,38 +159,91 @@ def _sort_key(case: Case) -> tuple[int, float]:
     return TIER_ORDER.get(str(case.get("tier")), 9), -(decode or 0.0)
 
 
-def verdict_table(cases: Sequence[Case]) -> str:
-    rows = []
-    for case in sorted(cases, key=_sort_key):
-        engine = case.get("engine") or {}
-        passed, total = _gate_counts(case)
-        warm_cached, warm_prompt = _median(case, "warm", "cached_tokens"), _median(case, "warm", "prompt_tokens")
-        reuse = f"{100 * warm_cached / warm_prompt:.0f}%" if warm_cached is not None and warm_prompt else "—"
-        rows.append(
-            [
-                f'<a href="#case-{escape(case["id"])}">{escape(case["id"])}</a>',
-                _tier_badge(case.get("tier")),
-                _e(engine.get("version")),
-                _num(_median(case, "cold", "ttft_ms"), ",.0f"),
-                _num(_median(case, "warm", "ttft_ms"), ",.0f"),
-                reuse,
-                _num(_median(case, "warm", "decode_tok_s")),
-                f"{passed}/{total}" if total else "—",
-                _test_counts(case),
-            ]
-        )
-    headers = [
-        "case",
-        "tier",
-        "version",
-        "cold TTFT ms",
-        "warm TTFT ms",
-        "warm reuse",
-        "decode tok/s",
-        "gates",
-        "tests",
-    ]
-    return _table(headers, rows, numeric=(3, 4, 5, 6))
+BLOCK_HEADERS = (
+    "case",
+    "tier",
+    "version",
+    "dec t/s",
+    "peak",
+    "long",
+    "warm TTFT ms",
+    "reuse",
+    "t/s/W",
+    "RAM peak GB",
+    "RAM warm GB",
+    "valid %",
+    "60-turn ≥ s",
+    "gates",
+    "tests",
+    "why",
+)
+#: ``data-col`` of each numeric column (a headless-browser test reads them).
+BLOCK_COLS = ("dec", "peak", "long", "ttft", "reuse", "tsw", "ram", "ram_warm", "valid", "session")
+
+
+def _gb(mb: float | None) -> float | None:
+    return None if mb is None else mb / 1024
+
+
+def _block_row(row: Row, case: Case) -> str:
+    passed, total = _gate_counts(case)
+    values = (
+        (row.decode, ",.1f"),
+        (row.peak, ",.1f"),
+        (row.long_decode, ",.1f"),
+        (row.ttft_ms, ",.0f"),
+        (row.reuse, ".2f"),
+        (row.tok_s_per_watt, ".3f"),
+        (_gb(row.ram_mb), ".1f"),
+        (_gb(row.ram_warm_mb), ".1f"),
+        (row.valid_pct, ".0f"),
+        (row.session_s, ",.0f"),
+    )
+    pairs = zip(BLOCK_COLS, values, strict=True)
+    cells = "".join(f'<td class="num" data-col="{col}">{_num(v, spec)}</td>' for col, (v, spec) in pairs)
+    star = "★ " if row.star else ""
+    cid = escape(row.case_id)
+    return (
+        f'<tr data-case="{cid}" data-tier="{escape(str(row.tier))}"><td>{star}<a href="#case-{cid}">{cid}</a></td>'
+        f"<td>{_tier_badge(row.tier)}</td><td>{_e(row.version)}</td>{cells}"
+        f'<td class="num">{f"{passed}/{total}" if total else "—"}</td><td>{_test_counts(case)}</td>'
+        f"<td>{escape(', '.join(row.causes))}</td></tr>"
+    )
+
+
+def machine_block(machine: str, rows: Sequence[Row], by_id: Mapping[str, Case]) -> str:
+    """One machine's verdict: its rows in tier order, ranked inside the block only."""
+    numeric = ' class="num"'
+    head = "".join(f"<th{numeric if 3 <= i <= 13 else ''}>{escape(h)}</th>" for i, h in enumerate(BLOCK_HEADERS))
+    body = []
+    for tier, heading in HEADINGS.items():
+        tier_rows = [r for r in rows if r.tier == tier]
+        if tier_rows:
+            body.append(f'<tr class="tier-heading"><th colspan="{len(BLOCK_HEADERS)}">{escape(heading)}</th></tr>')
+            body += [_block_row(r, by_id[r.case_id]) for r in tier_rows]
+    return (
+        f'<section class="machine-block" data-machine="{escape(machine)}"><h3>machine {escape(machine)}</h3>'
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>" + overview(rows) + "</section>"
+    )
+
+
+def verdict_blocks(cases: Sequence[Case], local_machine: str | None) -> str:
+    """Every machine block, then the cases no block holds (nothing measured, nothing gated)."""
+    by_id = {str(c["id"]): c for c in cases}
+    blocks = rank(cases, local_machine)
+    parts = [machine_block(m, rows, by_id) for m, rows in blocks.items()]
+    shown = {r.case_id for rows in blocks.values() for r in rows}
+    rest = [c for c in cases if str(c["id"]) not in shown]
+    if rest:
+        items = "".join(f'<li><a href="#case-{escape(c["id"])}">{escape(c["id"])}</a></li>' for c in rest)
+        parts.append(f'<p class="muted">nothing measured or gated:</p><ul>{items}</ul>')
+    note = (
+        '<p class="meta">Rows are ranked inside their machine block only: machines differ in chip, '
+        "quantisation and power mode, so absolute figures compare within a block. "
+        "reuse = cached fraction on the prefix tests (cross-user), not the warm repeat. "
+        "60-turn ≥ s = 60 × (warm TTFT + max_tokens / warm decode), a lower bound. — = unmeasured (never 0).</p>"
+    )
+    return note + "".join(parts)
 
 
 # -- one case --------------------------------------------------------------------------------------------
@@ -196,9 +255,17 @@ def _phase_bars(case: Case, stat: str) -> list[charts.Bar]:
     ]
 
 
+def _probe_phase(case: Case, probe: str, phase: str) -> Mapping[str, Any]:
+    """``results.probes.<probe>.phases.<phase>`` (engine RSS or power per phase), or {}."""
+    block = ((case.get("results") or {}).get("probes") or {}).get(probe) or {}
+    found = (block.get("phases") or {}).get(phase) if isinstance(block, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
+
+
 def _phase_table(case: Case) -> str:
     rows = []
     for name, phase in (case.get("phases") or {}).items():
+        memory, power = _probe_phase(case, "engine", name), _probe_phase(case, "power", name)
         runs = phase.get("runs") or []
         errors = [f"{r.get('error_kind')}: {r.get('error')}" for r in runs if not r.get("ok")]
         rows.append(
@@ -211,11 +278,29 @@ def _phase_table(case: Case) -> str:
                 _num(_median(case, name, "prompt_tokens"), ",.0f"),
                 _num(_median(case, name, "cached_tokens"), ",.0f"),
                 _num(_median(case, name, "completion_tokens"), ",.0f"),
+                _num(memory.get("rss_peak_mb"), ",.0f"),
+                _num(power.get("soc_watts"), ".1f"),
+                _num(power.get("tok_s_per_soc_watt"), ".3f"),
+                _num(power.get("energy_per_token_j"), ".3f"),
                 f'<span class="failed">{escape("; ".join(errors))}</span>' if errors else "",
             ]
         )
-    headers = ["phase", "requests", "TTFT ms", "TTFC ms", "decode tok/s", "prompt", "cached", "completion", "errors"]
-    return _table(headers, rows, numeric=(1, 2, 3, 4, 5, 6, 7))
+    headers = [
+        "phase",
+        "requests",
+        "TTFT ms",
+        "TTFC ms",
+        "decode tok/s",
+        "prompt",
+        "cached",
+        "completion",
+        "RSS peak MB",
+        "SoC W",
+        "t/s/W",
+        "J/token",
+        "errors",
+    ]
+    return _table(headers, rows, numeric=tuple(range(1, 12)))
 
 
 def _results_table(title: str, entries: Mapping[str, Any], columns: Sequence[str]) -> str:
@@ -380,20 +465,16 @@ def case_section(case: Case) -> str:
     return "".join(parts)
 
 
-def overview(cases: Sequence[Case]) -> str:
-    """Cases side by side (two or more): warm decode and warm TTFT, coloured by tier."""
-    if len(cases) < 2:
+def overview(rows: Sequence[Row]) -> str:
+    """A block's cases side by side (two or more): warm decode and warm TTFT, coloured by tier."""
+    if len(rows) < 2:
         return ""
-    ordered = sorted(cases, key=_sort_key)
-    width = min(260, 12 + 7 * max(len(c["id"]) for c in ordered))
-
-    def bars(stat: str) -> list[charts.Bar]:
-        return [charts.Bar(c["id"], _median(c, "warm", stat), str(c.get("tier") or "default")) for c in ordered]
-
+    decode = [charts.Bar(r.case_id, r.decode, str(r.tier or "default")) for r in rows]
+    ttft = [charts.Bar(r.case_id, r.ttft_ms, str(r.tier or "default")) for r in rows]
     return (
         '<div class="charts">'
-        + charts.bar_chart("Warm decode per case (higher is better)", bars("decode_tok_s"), "tok/s", width)
-        + charts.bar_chart("Warm TTFT per case (lower is better)", bars("ttft_ms"), "ms", width)
+        + charts.bar_chart("Warm decode per case (higher is better)", decode, "tok/s")
+        + charts.bar_chart("Warm TTFT per case (lower is better)", ttft, "ms")
         + "</div>"
     )
 
@@ -425,8 +506,7 @@ def render(report: Mapping[str, Any]) -> str:
         _header(report),
         _incidents(report),
         "<h2>Verdict</h2>",
-        verdict_table(cases) if cases else "<p>no case</p>",
-        overview(cases),
+        verdict_blocks(cases, report.get("machine_id")) if cases else "<p>no case</p>",
         mtp_table(report),
     ]
     body += [case_section(c) for c in cases]

@@ -19,6 +19,8 @@ import httpx
 
 from .engines import family_for
 from .matrix import Case, ManagedSpec
+from .orphans import descendants, kill_all, tie_to_parent
+from .redact import Redactor
 
 
 class EngineStartError(Exception):
@@ -54,6 +56,8 @@ class ManagedEngine:
         self.process: subprocess.Popen[bytes] | None = None
         self.port = self.spec.port
         self.starts = 0
+        self._redactor = Redactor.for_cases([case])
+        """Secret launch arguments stay out of the start line and the log tail quoted in errors."""
 
     @property
     def base_url(self) -> str:
@@ -87,7 +91,7 @@ class ManagedEngine:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = self.command()
         with self.log_path.open("ab") as log:
-            log.write(f"\n=== pytest-asiai start: {' '.join(command)}\n".encode())
+            log.write(f"\n=== pytest-asiai start: {' '.join(self._redactor.scrub(command))}\n".encode())
             try:
                 self.process = subprocess.Popen(
                     command,
@@ -96,6 +100,7 @@ class ManagedEngine:
                     stdin=subprocess.DEVNULL,
                     env=self.environment(),
                     start_new_session=True,
+                    preexec_fn=tie_to_parent(),
                 )
             except OSError as exc:
                 raise EngineStartError(
@@ -115,7 +120,7 @@ class ManagedEngine:
                 if code is not None:
                     raise EngineStartError(
                         f"engine {self.case.id} exited with code {code} during start-up; "
-                        f"log {self.log_path}: {tail(self.log_path)}"
+                        f"log {self.log_path}: {self._redactor.text(tail(self.log_path))}"
                     )
                 try:
                     if http.get(url).status_code == 200:
@@ -126,7 +131,7 @@ class ManagedEngine:
         self.stop()
         raise EngineStartError(
             f"engine {self.case.id} not healthy at {url} after {self.spec.startup_timeout_s:g} s; "
-            f"log {self.log_path}: {tail(self.log_path)}"
+            f"log {self.log_path}: {self._redactor.text(tail(self.log_path))}"
         )
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -134,15 +139,18 @@ class ManagedEngine:
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
             return
+        below = descendants(proc.pid)  # before the group dies: a child in its own session escapes killpg
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
+            kill_all(below)
             return
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout_s)
+        kill_all(below)
 
     def restart(self) -> str:
         """Stop and start again on the same port: the engine's in-memory caches are gone."""

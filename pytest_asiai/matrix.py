@@ -9,8 +9,10 @@ and what is wrong, so the plugin can turn it into a usage error (exit code 4) wi
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +25,16 @@ from urllib.parse import urlsplit
 import jsonschema
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Where a managed engine may bind without ``expose = true`` (never all interfaces by accident)."""
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+NAMED = re.compile(r"(?<![{$])\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
+"""A ``{name}`` placeholder (not ``${ENV}``, not a template's ``{{name}}``)."""
+LAUNCH_PLACEHOLDERS = ("host", "port", "model_path", "model_id", "cache_dir", "rootdir")
+PATH_PLACEHOLDERS = ("model_id", "cache_dir", "rootdir")
+MAX_INTEGER = 2**53
+"""Integers beyond this are refused where they enter: JSON readers and float arithmetic lose them."""
+BOM = "\ufeff"
 
 
 class MatrixError(Exception):
@@ -101,6 +112,7 @@ class Case:
             "base_url": self.base_url,
             "managed": self.managed is not None,
             "launch_args": list(self.managed.command) if self.managed else None,
+            "exposed": self.managed.host if self.managed and self.managed.host not in LOOPBACK_HOSTS else None,
             "api_key_env": self.api_key_env,
             "profile": self.profile,
             "request": dict(self.request),
@@ -144,6 +156,113 @@ def _expand(text: str, values: Mapping[str, str]) -> str:
     for name, value in values.items():
         text = text.replace("{" + name + "}", value)
     return text
+
+
+def _walk(obj: Any, path: tuple[str | int, ...] = ()) -> Iterable[tuple[tuple[str | int, ...], Any]]:
+    """Every value of a parsed document with its key path (iteratively: no recursion limit)."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(path, obj)]
+    while stack:
+        where, value = stack.pop()
+        yield where, value
+        if isinstance(value, Mapping):
+            stack.extend(((*where, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*where, i), v) for i, v in enumerate(value))
+
+
+def _check_numbers(doc: Mapping[str, Any], source: str) -> None:
+    """inf/nan (TOML allows them) and integers too large to compute with are refused, by key path."""
+    for where, value in _walk(doc):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MatrixError(f"{source}: {key_path(where)}: {value!r} is not a finite number")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+            raise MatrixError(f"{source}: {key_path(where)}: integer too large (limit {MAX_INTEGER})")
+
+
+def _check_url(url: str, where: str) -> None:
+    """What httpx would choke on at run time: a bad port, a space, no host."""
+    if any(ch.isspace() for ch in url):
+        raise MatrixError(f"{where}: {url!r} contains a space")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError as exc:
+        raise MatrixError(f"{where}: {url!r}: bad port ({exc})") from None
+    if not parts.hostname:
+        raise MatrixError(f"{where}: {url!r} has no host")
+
+
+def _check_text(text: str, where: str, known: Sequence[str]) -> None:
+    """``${VAR}`` must be set (or carry a ``:-default``); ``{name}`` must be a placeholder we fill."""
+    for m in PLACEHOLDER.finditer(text):
+        if m.group(2) is None and m.group(1) not in os.environ:
+            raise MatrixError(
+                f"{where}: environment variable {m.group(1)} is not set (set it, or write ${{{m.group(1)}:-default}})"
+            )
+    for m in NAMED.finditer(PLACEHOLDER.sub("", text)):
+        if m.group(1) not in known:
+            raise MatrixError(
+                f"{where}: unknown placeholder {{{m.group(1)}}} (known: {', '.join('{' + k + '}' for k in known)})"
+            )
+
+
+def _check_gates(gates: Mapping[str, Any], where: str) -> None:
+    from .thresholds import threshold_problem  # thresholds imports this module
+
+    for name, value in gates.items():
+        problem = threshold_problem(name, value)
+        if problem is not None:
+            raise MatrixError(f"{where}.{name}: {problem}")
+
+
+def _check_managed(spec: Mapping[str, Any], model: Mapping[str, Any], where: str) -> None:
+    host = spec.get("host", "127.0.0.1")
+    if host not in LOOPBACK_HOSTS and not spec.get("expose", False):
+        raise MatrixError(
+            f"{where}.managed.host: {host!r} is not loopback: a managed engine binds to 127.0.0.1 unless "
+            "the engine says expose = true"
+        )
+    health = spec.get("health_path")
+    if health is not None and not health.startswith("/"):
+        raise MatrixError(f"{where}.managed.health_path: {health!r} must start with '/'")
+    for arg in spec["command"]:
+        _check_text(arg, f"{where}.managed.command", LAUNCH_PLACEHOLDERS)
+    for key, value in spec.get("env", {}).items():
+        _check_text(value, f"{where}.managed.env.{key}", LAUNCH_PLACEHOLDERS)
+    for arg in model.get("args", []):
+        _check_text(arg, f"{where}.models.args", LAUNCH_PLACEHOLDERS)
+
+
+def _check_values(doc: Mapping[str, Any], source: str) -> None:
+    """Values the schema lets through but that would fail (or silently misbehave) at run time."""
+    _check_numbers(doc, source)
+    _check_gates(doc.get("gates", {}), f"{source}: gates")
+    for i, engine in enumerate(doc["engines"]):
+        where = f"{source}: engines[{i}]"
+        if "base_url" in engine:
+            _check_url(engine["base_url"], f"{where}.base_url")
+        _check_gates(engine.get("gates", {}), f"{where}.gates")
+        for j, model in enumerate(engine["models"]):
+            _check_gates(model.get("gates", {}), f"{where}.models[{j}].gates")
+            if "path" in model:
+                _check_text(model["path"], f"{where}.models[{j}].path", PATH_PLACEHOLDERS)
+            if "managed" in engine:
+                _check_managed(engine["managed"], model, where)
+                for variant in ("mtp_on", "mtp_off"):
+                    for arg in model.get(variant, {}).get("args", []):
+                        _check_text(arg, f"{where}.models[{j}].{variant}.args", LAUNCH_PLACEHOLDERS)
+
+
+def _check_ids(cases: Sequence[Case], source: str) -> None:
+    """Names may hold ``-``: engine ``a-b`` + model ``c`` and engine ``a`` + model ``b-c`` are one id."""
+    first: dict[str, Case] = {}
+    for case in cases:
+        other = first.setdefault(case.id, case)
+        if other is not case:
+            raise MatrixError(
+                f"{source}: case id {case.id!r} is made by engine {other.engine!r} (model {other.model!r}) and "
+                f"engine {case.engine!r} (model {case.model!r}): rename one engine or model"
+            )
 
 
 def default_cache_dir() -> str:
@@ -234,36 +353,60 @@ def cases_from_document(doc: Mapping[str, Any], source: str, base_dir: Path) -> 
     """Validate a parsed engines.toml and expand it into cases, in file order."""
     validate_document(doc, source)
     _check_names(doc, source)
-    return [
+    _check_values(doc, source)
+    cases = [
         _case(engine, model, mtp, doc, source, base_dir)
         for engine in doc["engines"]
         for model in engine["models"]
         for mtp in _mtp_settings(model)
     ]
+    _check_ids(cases, source)
+    return cases
 
 
 def load_matrix(path: Path) -> list[Case]:
     """Read, validate and expand one engines.toml file."""
     source = str(path)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise MatrixError(f"{source}: not a regular file (a FIFO, device or directory is never read)")
         raw = path.read_bytes()
     except OSError as exc:
         raise MatrixError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
+        doc = tomllib.loads(raw.decode("utf-8").removeprefix(BOM))
+        return cases_from_document(doc, source, path.parent)
     except UnicodeDecodeError as exc:
         raise MatrixError(f"{source}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise MatrixError(f"{source}: invalid TOML: {exc}") from None
-    return cases_from_document(doc, source, path.parent)
+    except RecursionError:
+        raise MatrixError(f"{source}: arrays or tables nested too deeply") from None
 
 
 def select_cases(
     cases: Sequence[Case], engines: Sequence[str], models: Sequence[str], mtp: Sequence[str]
 ) -> list[Case]:
-    """Keep the cases matching every non-empty filter."""
-    return [
+    """Keep the cases matching every non-empty filter; a filter that matches nothing is a MatrixError.
+
+    A typo in ``--asiai-engine`` must not turn a benchmark into a green run of skipped tests.
+    """
+    for option, label, wanted, attr in (
+        ("--asiai-engine", "engines", engines, "engine"),
+        ("--asiai-model", "models", models, "model"),
+        ("--asiai-mtp", "mtp", mtp, "mtp"),
+    ):
+        available = list(dict.fromkeys(getattr(c, attr) for c in cases))
+        for value in wanted:
+            if value not in available:
+                raise MatrixError(f"{option} {value!r} matches no case ({label}: {', '.join(available) or 'none'})")
+    chosen = [
         c
         for c in cases
         if (not engines or c.engine in engines) and (not models or c.model in models) and (not mtp or c.mtp in mtp)
     ]
+    if cases and not chosen:
+        given = [f"{o} {v!r}" for o, vs in (("--asiai-engine", engines), ("--asiai-model", models)) for v in vs]
+        given += [f"--asiai-mtp {v!r}" for v in mtp]
+        raise MatrixError(f"{' '.join(given)} together match no case (cases: {', '.join(c.id for c in cases)})")
+    return chosen

@@ -31,11 +31,14 @@ def streamed_tokens(record: RequestRecord) -> int | None:
     llama-server b11434, see benchmarks/client_vs_engine.py). Engines that batch several tokens per
     chunk cannot be told apart this way and keep ``completion_tokens``. So does a speculative request
     (``timings.draft_n``): the stop token is accepted in the same verification step as the last visible
-    tokens, within the span (measured: leaving it out put the client 3 % under the engine).
+    tokens, within the span (measured: leaving it out put the client 3 % under the engine). A stream
+    that reached the requested ``max_tokens`` sampled no stop token whatever its ``finish_reason`` says
+    (mlx-openai-server 1.8.1 says ``"stop"`` there: tests/data/wire/mlxopenai-cold300.sse).
     """
     n = record.completion_tokens
     drafting = isinstance(record.timings, Mapping) and record.timings.get("draft_n") is not None
-    if n is not None and not drafting and record.finish_reason not in (None, "length") and n == record.chunks + 1:
+    ended_by_model = record.finish_reason is not None and not record.limit_reached
+    if n is not None and not drafting and ended_by_model and n == record.chunks + 1:
         return n - 1
     return n
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .power import MODES as POWER_MODES
+from .power import mode_from_env
 from .protocol import DEFAULT_PROFILE, PROFILES
 
 
@@ -119,6 +121,21 @@ def register(parser: pytest.Parser) -> None:
         default=None,
         help="tool calls in the endurance suite's straight trajectory (default: 80 in the full profile, 10 in smoke)",
     )
+    group.addoption(
+        "--asiai-suites",
+        metavar="auto|all|none|NAME,...",
+        default=None,
+        help="built-in suites to run beside yours: agentic, gates, regression, burst, toolcall, endurance "
+        "(default: env ASIAI_SUITES, ini asiai_suites, else auto: all of them unless you name test paths)",
+    )
+    group.addoption(
+        "--asiai-power",
+        metavar="MODE",
+        default=None,
+        choices=list(POWER_MODES),
+        help="power backend: auto (IOReport on macOS, no sudo), ioreport, powermetrics (needs sudo -n), off "
+        "(default: env ASIAI_POWER, else auto; elsewhere than macOS power is 'not measured')",
+    )
     parser.addini("asiai_engines", "engine matrix file, relative to the rootdir", default="engines.toml")
     parser.addini("asiai_profile", "default prompt-size profile", default="")
     parser.addini("asiai_runs", "default number of protocol repeats", default="1")
@@ -127,6 +144,7 @@ def register(parser: pytest.Parser) -> None:
     parser.addini("asiai_tolerances", "regression tolerances, one METRIC=PCT per line", type="linelist", default=[])
     parser.addini("asiai_burst_sizes", "default burst sizes, e.g. 30,60,80", default="")
     parser.addini("asiai_burst_runs", "default passes per burst size", default="1")
+    parser.addini("asiai_suites", "built-in suites to run: auto, all, none or NAME,NAME", default="auto")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +176,8 @@ class Settings:
     burst_runs: int = 1
     solo: str = "check"
     """--asiai-solo: ``stop`` stops the plugin's own other engines before a case is measured."""
+    power: str = "auto"
+    """--asiai-power, else env ASIAI_POWER: the power backend (power.py)."""
 
     def profile_for(self, case_profile: str | None) -> str:
         """The profile a case runs: command line, then engines.toml, then ini, then ``full``."""
@@ -218,7 +238,7 @@ def read(config: pytest.Config) -> Settings:
     ini_profile = str(config.getini("asiai_profile")) or None
     if ini_profile is not None and ini_profile not in PROFILES:
         raise pytest.UsageError(f"ini asiai_profile: unknown profile {ini_profile!r} (known: {', '.join(PROFILES)})")
-    return Settings(
+    settings = Settings(
         engines_path=Path(explicit) if explicit else root / str(config.getini("asiai_engines")),
         engines_path_explicit=explicit is not None,
         engine_filter=tuple(opt("asiai_engine")),
@@ -239,4 +259,29 @@ def read(config: pytest.Config) -> Settings:
         burst_sizes_default=burst_sizes(str(config.getini("asiai_burst_sizes")), "ini asiai_burst_sizes"),
         burst_runs=_burst_runs(config),
         solo=str(opt("asiai_solo")),
+        power=_power_mode(opt("asiai_power")),
     )
+    check_outputs(settings)
+    return settings
+
+
+def _power_mode(option: str | None) -> str:
+    if option is not None:
+        return option
+    try:
+        return mode_from_env()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def check_outputs(settings: Settings) -> None:
+    """Every file the run will write must be writable now: finding out after the benchmark loses it."""
+    from .report import output_problem  # report imports much of the package; options stays light
+
+    outputs = [("--asiai-json", settings.json_path), ("--asiai-html", settings.html_path)]
+    if settings.update_baseline:
+        outputs.append(("--asiai-baseline", settings.baseline))
+    for option, path in outputs:
+        problem = output_problem(path) if path is not None else None
+        if problem is not None:
+            raise pytest.UsageError(f"{option}: {problem}")

@@ -6,11 +6,12 @@ Reference for each hook: https://docs.pytest.org/en/stable/reference/reference.h
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import baseline, burst, junit, options, termination
+from . import baseline, builtin_suites, burst, junit, options, pathargs, progress, termination
 from .baseline import asiai_baseline
 from .burst import burst_fixture
 from .distribute import choose_engine_scheduling, is_worker, wants_engine_scheduling
@@ -42,6 +43,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Before any conftest is imported: a path option written with a space moved the rootdir."""
+    params = early_config.invocation_params
+    pathargs.check(params.args, params.dir)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     choose_engine_scheduling(config)
 
@@ -66,26 +74,35 @@ def _load_cases(settings: options.Settings) -> tuple[list[Case], str | None]:
             replayed = load_replay(settings.replay)
         except ReplayError as exc:
             raise pytest.UsageError(str(exc)) from None
-        return select_cases(replayed, settings.engine_filter, settings.model_filter, settings.mtp_filter), None
+        return _select(replayed, settings), None
     path = settings.engines_path
     if not settings.engines_path_explicit and not path.exists():
-        return [], f"no engine matrix: {path} does not exist (give --asiai-engines PATH)"
+        return [], f"no engine matrix: {path} does not exist (give --asiai-engines=PATH)"
     try:
         cases = load_matrix(path)
     except MatrixError as exc:
         raise pytest.UsageError(str(exc)) from None
-    return select_cases(cases, settings.engine_filter, settings.model_filter, settings.mtp_filter), None
+    return _select(cases, settings), None
+
+
+def _select(cases: list[Case], settings: options.Settings) -> list[Case]:
+    """The cases the --asiai-engine/-model/-mtp filters keep; a filter matching nothing is a usage error."""
+    try:
+        return select_cases(cases, settings.engine_filter, settings.model_filter, settings.mtp_filter)
+    except MatrixError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     settings = options.read(config)
+    builtin_suites.add_to_args(config, settings)
     cases, load_error = _load_cases(settings)
     log_dir = config.rootpath / ".asiai" / "logs"
     state = config.stash[SESSION_KEY] = AsiaiSession(settings, cases, load_error, log_dir)
     baseline.configure(config, settings.baseline, settings.tolerances, settings.update_baseline)
-    redactor = redactor_for(c.api_key_env for c in cases)
+    redactor = redactor_for(cases)
     if is_worker(config):
         state.spool = worker_spool(config, redactor)
     elif cases or settings.json_path or settings.html_path:
@@ -94,6 +111,12 @@ def pytest_configure(config: pytest.Config) -> None:
         state.spool = collector.own_spool()
     if cases:
         termination.install(config)
+        progress.install(config)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Built-in suites the user did not pick, or whose file name the user's own tree holds."""
+    return builtin_suites.ignored(config, collection_path)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -219,10 +242,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for case_id, tier in tiers_by_case(collector.model.cases.values(), local).items():
             collector.add(case_id, [{"type": "tier", "tier": tier}])
         report = collector.close(int(exitstatus))
-        if state.settings.html_path is not None:
-            write_html(report, state.settings.html_path)
-            collector.notes.append(f"HTML report: {state.settings.html_path}")
-        collector.notes.extend(baseline.finish(config, report, int(exitstatus)))
+        html_path = state.settings.html_path
+        if html_path is not None and collector.try_write(html_path, lambda: write_html(report, html_path)):
+            collector.notes.append(f"HTML report: {html_path}")
+        collector.try_write(
+            state.settings.baseline, lambda: collector.notes.extend(baseline.finish(config, report, int(exitstatus)))
+        )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

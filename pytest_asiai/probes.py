@@ -16,8 +16,10 @@ measured", never 0.
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,12 +29,17 @@ import psutil
 from .engines import FAMILIES
 from .engines.probe import host_of, port_of
 from .engines.processes import argv_of, command_words, is_local, listener_pid, matches, process_tree
+from .power import PowerSampler, live_summary, open_backend
 
 MB = 1024 * 1024
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 DEFAULT_INTERVAL_S = 0.5
 #: How often the engine's process tree is re-read, and a missing listener looked for again.
 TREE_REFRESH_S = 5.0
+#: RSS samples kept per case for the per-phase peaks (about 4 h at the default interval).
+RSS_SERIES_MAX = 30_000
+#: asiai drops RSS readings at or below this as spurious sub-process matches (digest §2.5).
+RSS_FLOOR_MB = 500.0
 
 #: asiai's engine process patterns (protocol digest §3.7) as leading command words, keyed by
 #: normalised kind: the fallback for kinds whose family declares no process patterns of its own.
@@ -232,6 +239,8 @@ class _Maxima:
     rss_last: int | None = None
     engine_samples: int = 0
     pids: list[int] = field(default_factory=list)
+    rss_series: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=RSS_SERIES_MAX))
+    """(epoch s, bytes) per engine sample: each phase's peak is read from it afterwards."""
 
     def add_swap(self, used: int, swapouts: int) -> None:
         if self.swap_base is None:
@@ -239,7 +248,8 @@ class _Maxima:
         self.swap_peak = used if self.swap_peak is None else max(self.swap_peak, used)
         self.swapouts_last = swapouts
 
-    def add_rss(self, rss: int, pids: list[int]) -> None:
+    def add_rss(self, rss: int, pids: list[int], at: float) -> None:
+        self.rss_series.append((at, rss))
         self.rss_first = rss if self.rss_first is None else self.rss_first
         self.rss_peak = rss if self.rss_peak is None else max(self.rss_peak, rss)
         self.rss_last, self.pids = rss, pids
@@ -296,7 +306,7 @@ class CaseProbe:
             self._m.samples += 1
             self._m.add_swap(int(swap.used), int(swap.sout) // PAGE_SIZE)
             if rss is not None:
-                self._m.add_rss(rss, [p.pid for p in tree])
+                self._m.add_rss(rss, [p.pid for p in tree], time.time())
 
     # -- readings ---------------------------------------------------------------------------------
     def swap(self) -> Reading:
@@ -316,6 +326,10 @@ class CaseProbe:
                 }
             )
 
+    def rss_series(self) -> list[tuple[float, int]]:
+        with self._lock:
+            return list(self._m.rss_series)
+
     def engine_memory(self) -> Reading:
         with self._lock:
             m = self._m
@@ -333,6 +347,51 @@ class CaseProbe:
                     "interval_s": self.interval_s,
                 }
             )
+
+
+# ----------------------------------------------------------------------------- memory per phase
+
+
+def window_peak(series: Sequence[tuple[float, int]], start: float, end: float) -> int | None:
+    """The highest RSS sampled in [start, end] (epoch s); None when no sample fell inside."""
+    inside = [rss for t, rss in series if start <= t <= end]
+    return max(inside) if inside else None
+
+
+def run_peaks(series: Sequence[tuple[float, int]], records: Iterable[Any], interval_s: float) -> list[float | None]:
+    """Each request's engine RSS peak (MB): samples from its start to one interval after its end,
+    so a request shorter than the interval still gets the sample taken just after it."""
+    peaks: list[float | None] = []
+    for rec in records:
+        end = rec.started_at + (rec.total_ms or 0.0) / 1000.0 + interval_s
+        peaks.append(_mb(window_peak(series, rec.started_at, end)))
+    return peaks
+
+
+def memory_by_phase(peaks: Mapping[str, Sequence[float | None]]) -> dict[str, Any]:
+    """Per phase the engine RSS peak (max over its requests), and the steady value: the median of
+    the warm requests' peaks, as asiai's ``engine_rss_warm_mb`` (digest §2.5). The seed shows why
+    both matter: mlx-lm sits at ~14.5 GB warm but peaks at 26.4 GB in the long-context phase."""
+    phases: dict[str, Any] = {}
+    for name, values in peaks.items():
+        measured = [v for v in values if v is not None]
+        phases[name] = {
+            "rss_peak_mb": max(measured) if measured else None,
+            "requests": len(values),
+            "measured": len(measured),
+        }
+    warm = [v for v in peaks.get("warm", ()) if v is not None]
+    return {"phases": phases, "rss_warm_mb": round(statistics.median(warm), 1) if warm else None}
+
+
+def recorded_memory_peaks(runs: Iterable[Mapping[str, Any]]) -> dict[str, list[float | None]]:
+    """asiai's per-run ``engine_rss_mb`` per phase; readings ≤ 500 MB are spurious (digest §2.5)."""
+    out: dict[str, list[float | None]] = {}
+    for run in runs:
+        value = run.get("engine_rss_mb")
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > RSS_FLOOR_MB
+        out.setdefault(str(run.get("phase")), []).append(float(value) if ok and value is not None else None)
+    return out
 
 
 # ----------------------------------------------------------------------------- SOLO and duplicates
@@ -444,17 +503,31 @@ Record = Callable[[str, str, str, dict[str, Any]], None]
 
 
 class ProbeRegistry:
-    """The session's probes, one per live case; publishes their summaries into the report."""
+    """The session's probes, one per live case, and the machine's power sampler; publishes their
+    summaries into the report."""
 
-    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, power_mode: str = "auto") -> None:
         self.interval_s = interval_s
+        self.power_mode = power_mode
         self.views: dict[str, LiveProbes] = {}
         self._published: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.power: PowerSampler | None = None
+        self.power_reason: str | None = None
+        """Why power is not measured (None until the first live case starts the backend)."""
+
+    def _start_power(self) -> None:
+        """Open the power backend once, with the first live case (see power.py: macOS only)."""
+        if self.power is not None or self.power_reason is not None:
+            return
+        backend, reason = open_backend(self.power_mode)
+        self.power_reason = reason
+        self.power = PowerSampler(backend).start() if backend is not None else None
 
     def start(self, case_id: str, handle: Any) -> LiveProbes:
         """Start sampling a case now (its first request follows); stop the previous case's sampler."""
         if case_id in self.views:
             return self.views[case_id]
+        self._start_power()
         for view in self.views.values():
             view.probe.stop()
         probe = CaseProbe(EngineLocator(handle), self.interval_s).start()
@@ -462,14 +535,25 @@ class ProbeRegistry:
         self.views[case_id] = view
         return view
 
-    def publish(self, case_id: str, record: Record) -> None:
-        """Report the case's current summaries, when they changed since the last report."""
+    def publish(self, case_id: str, record: Record, phases: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """Report the case's current summaries, when they changed since the last report.
+
+        ``phases`` (phase name → its request records) adds the engine RSS per phase and the power
+        block; without it only the case-wide summaries are published.
+        """
         view = self.views.get(case_id)
         if view is None:
             return
         readings = {"swap": view.swap(), "engine": view.engine_memory()}
         values: dict[str, Mapping[str, Any] | None] = {k: r.value for k, r in readings.items()}
         values["processes"] = view.last_processes
+        if phases:
+            engine = values["engine"]
+            if engine is not None:
+                series = view.probe.rss_series()
+                peaks = {name: run_peaks(series, recs, self.interval_s) for name, recs in phases.items()}
+                values["engine"] = {**engine, **memory_by_phase(peaks)}
+            values["power"] = live_summary(phases, self.power, self.power_reason or "power not measured")
         for key, value in values.items():
             if value is not None and self._published.get((case_id, key)) != value:
                 self._published[(case_id, key)] = value
@@ -478,3 +562,5 @@ class ProbeRegistry:
     def stop_all(self) -> None:
         for view in self.views.values():
             view.probe.stop()
+        if self.power is not None:
+            self.power.stop()

@@ -96,6 +96,10 @@ class Profile:
     ``system_tokens`` and ``user_tokens`` size each system prompt and user message; ``long_tokens``
     sizes the whole long-context request (system prompt A plus the long corpus). ``smoke`` runs the
     whole protocol on 2 CPU cores in a few minutes and fits an 8K context with room for the answer.
+    ``tiny`` is sized for servers that prefill about 10 tokens/s on 2 CPU cores (the MLX servers of
+    engines-mlx.toml, docs/mlx-engines.md): the whole protocol in about three minutes per engine. Its
+    280-token system prompt makes a shared prefix just over 256 tokens, so a server that caches in
+    256-token blocks (oMLX) shows one cached block on the prefix tests instead of no hit at all.
     """
 
     name: str
@@ -111,6 +115,7 @@ PROFILES: dict[str, Profile] = {
         "full", system_tokens=6000, user_tokens=1500, long_tokens=50000, max_tokens=400, long_max_tokens=200
     ),
     "smoke": Profile("smoke", system_tokens=1000, user_tokens=250, long_tokens=4000, max_tokens=64, long_max_tokens=32),
+    "tiny": Profile("tiny", system_tokens=280, user_tokens=60, long_tokens=1000, max_tokens=16, long_max_tokens=16),
 }
 
 DEFAULT_PROFILE = "full"

@@ -22,14 +22,21 @@ CACHED_SOURCES = (
 ERROR_KINDS = ("http", "stream_error", "timeout", "connect", "disconnect", "protocol")
 
 
+#: A count above this is no count (a 400-digit ``completion_tokens`` overflowed float arithmetic).
+MAX_COUNT = 2**53
+
+
 def as_count(value: object) -> int | None:
-    """An integer count from engine JSON, or None when absent or not a count (never a made-up 0)."""
+    """An integer count from engine JSON, or None when absent or not a count (never a made-up 0).
+
+    Negative or absurdly large counts are not counts either (issue 14): they are "not measured".
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_COUNT:
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_COUNT:
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
     return None
 
 
@@ -69,6 +76,10 @@ class RequestRecord:
     timings: Mapping[str, Any] | None = None
     """The engine's own timings object (llama.cpp), kept as ground truth."""
     finish_reason: str | None = None
+    request_max_tokens: int | None = None
+    """The output limit the request asked for (``max_tokens``/``max_completion_tokens``; None: no limit
+    sent). With the token count it tells a stream cut by the limit from one the model ended, whatever
+    ``finish_reason`` says (mlx-openai-server 1.8.1 reports ``"stop"`` at the limit)."""
     content: str = ""
     """Answer text, bounded to ``MAX_STORED_CONTENT`` characters."""
     content_chars: int = 0
@@ -83,6 +94,15 @@ class RequestRecord:
     def ok(self) -> bool:
         """True when the request completed without any error."""
         return self.error is None
+
+    @property
+    def limit_reached(self) -> bool:
+        """The answer ended on the request's output limit: ``finish_reason == "length"``, or the reported
+        completion tokens reached the requested ``max_tokens`` (even when the engine said ``"stop"``)."""
+        if self.finish_reason == "length":
+            return True
+        n, limit = self.completion_tokens, self.request_max_tokens
+        return n is not None and limit is not None and n >= limit
 
     @property
     def chunks(self) -> int:

@@ -17,7 +17,6 @@ measured it). asiai v1 files carry no time at all: their requests' ``started_at`
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,10 +31,12 @@ from .engines import FAMILIES
 from .machine import machine_id
 from .managed import EngineManager
 from .matrix import Case
-from .probes import RecordedProbes, normalise_kind
+from .power import recorded_power
+from .probes import RecordedProbes, memory_by_phase, normalise_kind, recorded_memory_peaks
 from .protocol import DEFAULT_PROFILE, PROFILES
 from .records import MAX_STORED_CONTENT, RequestRecord
-from .serialize import record_from_dict
+from .report import case_problem
+from .serialize import StrictJSONError, loads_strict, record_from_dict
 from .validity import thinking_off_requested
 
 ASIAI_FORMATS = ("agentic-v1", "agentic-v2", "agentic-v3", "agentic-v4")
@@ -100,9 +101,9 @@ def read_json(path: Path) -> Mapping[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ReplayError(f"{path}: cannot read the file: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReplayError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
+        doc = loads_strict(text)
+    except StrictJSONError as exc:
+        raise ReplayError(f"{path}: {exc}") from None
     if not isinstance(doc, dict):
         raise ReplayError(f"{path}: not a recorded result: the top level is not a JSON object")
     return doc
@@ -302,8 +303,10 @@ def _asiai_engine(doc: Mapping[str, Any], runs: list[Mapping[str, Any]]) -> Mapp
         peak = max(rss) if rss else None
     if peak is None:
         return "engine RSS not recorded"
+    by_phase = memory_by_phase(recorded_memory_peaks(runs))
     warm = footprint.get("engine_rss_warm_mb") if isinstance(footprint, dict) else None
-    return {"rss_peak_mb": peak, "rss_warm_mb": warm, "recorded_by": "asiai"}
+    warm = warm if warm is not None else by_phase["rss_warm_mb"]
+    return {"rss_peak_mb": peak, "rss_warm_mb": warm, "phases": by_phase["phases"], "recorded_by": "asiai"}
 
 
 def _asiai_processes(gates: Mapping[str, Any]) -> Mapping[str, Any] | str:
@@ -365,6 +368,7 @@ def from_asiai(raw: Mapping[str, Any], source: str) -> Recording:
             "swap": _asiai_swap(gates),
             "engine": _asiai_engine(raw, runs),
             "processes": _asiai_processes(gates),
+            "power": recorded_power(runs),
         },
         machine_id=_asiai_machine(raw, source),
         version=str(raw["engine_version"]) if raw.get("engine_version") else None,
@@ -416,6 +420,8 @@ def from_report(raw: Mapping[str, Any], source: str) -> list[Recording]:
     for i, case in enumerate(cases):
         if not isinstance(case, dict):
             raise doc.fail(f"cases[{i}]", "expected an object")
+        if (problem := case_problem(case)) is not None:  # a string or negative ttft_ms, ... (issue 14)
+            raise ReplayError(f"{source}: cases[{i}].{problem}")
         desc = case.get("case")
         if not isinstance(desc, dict):
             continue  # the case never started: nothing was measured

@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -29,8 +29,10 @@ import pytest
 
 from . import __version__, spool
 from .machine import case_machine_id, git_info, machine_id, machine_info
+from .matrix import Case
 from .mtp import mtp_deltas
 from .redact import Redactor
+from .serialize import StrictJSONError, json_safe, loads_lenient
 
 SCHEMA_ID = "pytest-asiai/report-v1"
 WRITE_INTERVAL_S = 2.0
@@ -88,6 +90,15 @@ def schema_problem(report: Any) -> str | None:
     return f"{where or '(top level)'}: {error.message}"
 
 
+def case_problem(case: Any) -> str | None:
+    """The most relevant schema violation of one report case (``phases.cold.runs[0].ttft_ms: ...``)."""
+    error = jsonschema.exceptions.best_match(_validators()[2].iter_errors(case))
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+    return f"{where or '(case)'}: {error.message}"
+
+
 def log_path_for(json_path: Path) -> Path:
     """The incremental JSON Lines log kept beside the report."""
     return json_path.with_name(json_path.name + ".events.jsonl")
@@ -96,6 +107,24 @@ def log_path_for(json_path: Path) -> Path:
 def spool_dir_for(json_path: Path) -> Path:
     """Where every process spools its events during a run (removed after a clean finish)."""
     return json_path.with_name(json_path.name + ".spool")
+
+
+def output_problem(path: Path) -> str | None:
+    """Why a file cannot be written at ``path`` (one line), or None; checked before a run starts.
+
+    A report path under a regular file or pointing at a directory used to crash at the end of a
+    benchmark (INTERNALERROR, no report); :func:`atomic_write` needs a writable directory.
+    """
+    if path.is_dir():
+        return f"{path} is a directory"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return None
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -287,8 +316,11 @@ class ReportCollector:
     # -- events
     def _write_line(self, obj: Mapping[str, Any]) -> None:
         if self._log is not None and not self._log.closed:
-            self._log.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
-            self._log.flush()
+            try:
+                self._log.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
+                self._log.flush()
+            except (OSError, ValueError) as exc:
+                self._note_failure(f"cannot append to {self.log_path}: {getattr(exc, 'strerror', None) or exc}")
 
     def add(self, case_id: str | None, events: Iterable[Mapping[str, Any]]) -> None:
         """Fold events in (each spooled event once), log them, and rewrite the report now and then."""
@@ -298,7 +330,7 @@ class ReportCollector:
                 if key in self._seen:
                     continue
                 self._seen.add(key)
-            event = self.redactor.scrub(dict(raw))
+            event = json_safe(self.redactor.scrub(dict(raw)))
             self._write_line({"case_id": case_id, **event})
             self.model.apply(case_id, event)
             self._dirty = True
@@ -335,11 +367,28 @@ class ReportCollector:
         loadgroup mode appends: test case names do not change with ``-n``.
         """
         report.nodeid = plain_nodeid(report.nodeid)
+        self.scrub_report(report)
         payload = getattr(report, "asiai", None)
         if isinstance(payload, dict):
             self.add(payload["case_id"], payload["events"])
         elif report.failed and report.when not in ("setup", "call", "teardown"):
             self._crashed_test(report)
+
+    def scrub_report(self, report: pytest.TestReport) -> None:
+        """Secrets out of the failure text and captured output, before the terminal and JUnit see them.
+
+        An engine's 401 body may echo the Authorization header; a start-up failure quotes the engine's
+        log. Only a report that holds a secret is rewritten (its traceback becomes plain text).
+        """
+        longrepr = report.longrepr
+        if isinstance(longrepr, tuple) and len(longrepr) == 3:
+            report.longrepr = (longrepr[0], longrepr[1], self.redactor.text(str(longrepr[2])))
+        elif longrepr is not None:
+            text = str(longrepr)
+            clean = self.redactor.text(text)
+            if clean != text:
+                report.longrepr = clean
+        report.sections = [(title, self.redactor.text(body)) for title, body in report.sections]
 
     def _crashed_test(self, report: pytest.TestReport) -> None:
         """xdist's synthetic report for the test a worker died in: record it against its case."""
@@ -414,14 +463,32 @@ class ReportCollector:
             return report
         self.model.changed.clear()
         if self.json_path is not None:
-            atomic_write(self.json_path, dump_report(report))
+            self._write_file(self.json_path, report)
         return report
+
+    def _write_file(self, path: Path, report: Mapping[str, Any]) -> None:
+        self.try_write(path, lambda: atomic_write(path, dump_report(report)))
+
+    def try_write(self, path: Path | None, write: Callable[[], object]) -> bool:
+        """Run ``write``; a full disk or a vanished directory becomes a note, never a crash (issue 14)."""
+        try:
+            write()
+        except (OSError, ValueError) as exc:
+            self._note_failure(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}")
+            return False
+        return True
+
+    def _note_failure(self, problem: str) -> None:
+        where = f"the events log {self.log_path} keeps what it holds" if self.log_path else "no events log"
+        note = f"asiai: {problem}; {where} (pytest-asiai rebuild LOG -o REPORT, once there is space)"
+        if note not in self.notes:
+            self.notes.append(note)
 
     def _keep_invalid(self, report: Mapping[str, Any]) -> None:
         where = f" ({self.json_path} kept its last valid version)" if self.json_path else ""
         note = f"asiai report does not match its schema{where}: {schema_problem(report)}"
         if self.json_path is not None:
-            atomic_write(self.json_path.with_name(self.json_path.name + ".invalid"), dump_report(report))
+            self._write_file(self.json_path.with_name(self.json_path.name + ".invalid"), report)
             note += f"; see {self.json_path.name}.invalid"
         if note not in self.notes:
             self.notes.append(note)
@@ -432,15 +499,18 @@ class ReportCollector:
         report = self.write(finished=True, exit_status=exit_status)
         self._write_line({"type": "finish", "exit_status": exit_status, "finished_at": report["finished_at"]})
         if self._log is not None:
-            self._log.close()
+            try:
+                self._log.close()
+            except OSError as exc:
+                self._note_failure(f"cannot close {self.log_path}: {exc.strerror or exc}")
         if self.spool_dir is not None:
             shutil.rmtree(self.spool_dir, ignore_errors=True)
         return report
 
 
-def redactor_for(api_key_envs: Iterable[str | None]) -> Redactor:
-    """Secrets to keep out of files: the values of the API key variables engines.toml names."""
-    return Redactor.from_env_names(api_key_envs)
+def redactor_for(cases: Iterable[Case]) -> Redactor:
+    """Secrets to keep out of every output: API keys, URL passwords, secret launch arguments."""
+    return Redactor.for_cases(cases)
 
 
 def run_spool_dir(config: pytest.Config, json_path: Path | None) -> Path | None:
@@ -498,11 +568,11 @@ def _log_lines(log_path: Path) -> Iterable[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
+            obj = loads_lenient(line)
+        except StrictJSONError as exc:
             # The last line may be cut short by the crash; anything else is a real problem.
             if n < len(lines):
-                raise ValueError(f"{log_path}:{n}: not a JSON line") from None
+                raise ValueError(f"{log_path}:{n}: not a JSON line ({exc})") from None
             return
         if not isinstance(obj, dict):
             raise ValueError(f"{log_path}:{n}: not a JSON object")

@@ -35,7 +35,7 @@ class AsiaiSession:
         self.agentics: dict[str, Agentic] = {}
         self.planned: dict[str, set[str]] = defaultdict(set)
         self.outbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self.probes = ProbeRegistry()
+        self.probes = ProbeRegistry(power_mode=settings.power)
         """psutil samplers, one per live case, started with its agentic object (before any request)."""
         self.spool: Spool | None = None
         """Write-ahead copy of every event (set by the plugin when a report is kept)."""
@@ -54,7 +54,9 @@ class AsiaiSession:
         self.emit(case_id, {"type": "result", "section": section, "key": key, "value": value})
 
     def drain(self, case_id: str) -> list[dict[str, Any]]:
-        self.probes.publish(case_id, self.record_result)
+        agentic = self.agentics.get(case_id)
+        phases = {n: r.records for n, r in agentic.results.items()} if agentic is not None else None
+        self.probes.publish(case_id, self.record_result, phases)
         events, self.outbox[case_id] = self.outbox[case_id], []
         return events
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .redact import Redactor
+from .serialize import StrictJSONError, json_safe, loads_lenient
 
 SPOOL_SUFFIX = ".jsonl"
 
@@ -40,7 +41,7 @@ class Spool:
     def stamp(self, case_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
         """Give the event its origin and sequence number and write it through; return the stamped event."""
         self._seq += 1
-        stamped: dict[str, Any] = self._redactor.scrub({**event, "origin": self.origin, "seq": self._seq})
+        stamped: dict[str, Any] = json_safe(self._redactor.scrub({**event, "origin": self.origin, "seq": self._seq}))
         if self._fh is not None:
             self._fh.write(json.dumps({"case_id": case_id, **stamped}, separators=(",", ":"), default=str) + "\n")
             self._fh.flush()
@@ -61,8 +62,8 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
     with fh:
         for line in fh:
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
+                obj = loads_lenient(line)
+            except StrictJSONError:
                 return
             if isinstance(obj, dict) and "case_id" in obj:
                 yield obj

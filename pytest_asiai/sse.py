@@ -10,13 +10,24 @@ Follows the WHATWG event-stream rules that matter for OpenAI-compatible streams:
 other fields (``event``, ``id``, ``retry``) are ignored; a blank line ends an event and its ``data``
 lines are joined with ``\\n``. One deliberate leniency: at EOF, :meth:`SSEDecoder.flush` also emits a
 final event that was never closed by a blank line, so a trailing ``data: [DONE]`` is not lost.
+
+A line, and an event's data, may not exceed :data:`MAX_LINE_CHARS`: without a cap a hostile server's
+50 MB line took the process to 207 MB (issue 14); past it the decoder raises :class:`SSELineTooLong`.
 """
 
 from __future__ import annotations
 
 import codecs
 
-__all__ = ["SSEDecoder"]
+__all__ = ["MAX_LINE_CHARS", "SSEDecoder", "SSELineTooLong"]
+
+#: Longest line (and longest event data) accepted: a chat chunk is a few hundred characters; a whole
+#: 32K-token answer sent as one event stays well below it.
+MAX_LINE_CHARS = 4 * 1024 * 1024
+
+
+class SSELineTooLong(ValueError):
+    """A line or an event grew past the decoder's cap: the stream is not a sane chat stream."""
 
 
 class SSEDecoder:
@@ -27,16 +38,19 @@ class SSEDecoder:
     current event's data lines) makes the result independent of how the stream was chunked.
     """
 
-    __slots__ = ("_data", "_decode", "_decoder", "_partial", "_skip_lf")
+    __slots__ = ("_data", "_data_size", "_decode", "_decoder", "_limit", "_partial", "_partial_size", "_skip_lf")
 
-    def __init__(self) -> None:
+    def __init__(self, max_line_chars: int = MAX_LINE_CHARS) -> None:
+        self._limit = max_line_chars
         # utf-8-sig drops a byte-order mark at the very start of the stream, as the SSE spec asks.
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
         self._decode = self._decoder.decode
         self._partial: list[str] = []
         """Pieces of the line not yet ended (kept as a list so a dripped long line stays linear)."""
+        self._partial_size = 0
         self._data: list[str] = []
         """``data`` values of the event in progress."""
+        self._data_size = 0
         self._skip_lf = False
         """The previous text ended with ``\\r``: a leading ``\\n`` now completes that CRLF."""
 
@@ -49,6 +63,7 @@ class SSEDecoder:
         out = self._feed_text(self._decode(b"", True))
         tail = "".join(self._partial)
         self._partial.clear()
+        self._partial_size = 0
         self._skip_lf = False
         out.extend(self._process([tail, ""] if tail else [""]))
         return out
@@ -67,16 +82,23 @@ class SSEDecoder:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = text.split("\n")
         if len(lines) == 1:
-            self._partial.append(text)
+            self._keep_partial(text)
             return []
         if self._partial:
-            self._partial.append(lines[0])
+            self._keep_partial(lines[0])
             lines[0] = "".join(self._partial)
             self._partial.clear()
+            self._partial_size = 0
         tail = lines.pop()
         if tail:
-            self._partial.append(tail)
+            self._keep_partial(tail)
         return self._process(lines)
+
+    def _keep_partial(self, piece: str) -> None:
+        self._partial_size += len(piece)
+        if self._partial_size > self._limit:
+            raise SSELineTooLong(f"SSE line longer than {self._limit} characters")
+        self._partial.append(piece)
 
     def _process(self, lines: list[str]) -> list[str]:
         """Interpret complete lines; a blank line dispatches the event in progress."""
@@ -87,8 +109,14 @@ class SSEDecoder:
                 if data:
                     out.append(data[0] if len(data) == 1 else "\n".join(data))
                     data.clear()
+                    self._data_size = 0
             elif line.startswith("data:"):
                 value = line[5:]
+                if len(line) > self._limit:
+                    raise SSELineTooLong(f"SSE line longer than {self._limit} characters")
+                self._data_size += len(value)
+                if self._data_size > self._limit:
+                    raise SSELineTooLong(f"SSE event data longer than {self._limit} characters")
                 data.append(value[1:] if value[:1] == " " else value)
             elif line == "data":
                 data.append("")

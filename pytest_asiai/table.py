@@ -1,9 +1,10 @@
 """The terminal summary: the tier table, verdict first, one block per machine (as the seed panel).
 
-Columns: warm decode, peak decode, long-context decode (tok/s), warm TTFT (ms), reported reuse
-fraction on the prefix tests, engine peak RSS (GB), valid output (%) and the aggregate output tok/s of
-the largest burst (``412.3@80``: 80 simultaneous calls). "—" is "not measured",
-never 0. Eliminated and reserve rows name the gates that put them there.
+Columns, as the seed panel's: engine version, warm decode, peak decode, long-context decode (tok/s),
+warm TTFT (ms), reported reuse fraction on the prefix tests (cross-user reuse, not warm's), warm
+tokens per second per SoC watt, engine peak RSS (GB), valid output (%), then the aggregate output
+tok/s of the largest burst (``412.3@80``: 80 simultaneous calls). "—" is "not measured", never 0.
+Eliminated and reserve rows name the gates, and the bound, that put them there.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ HEADINGS = {
     None: "· not gated (no gate ran)",
 }
 COLUMNS = (
+    ("version", 8),
     ("dec t/s", 8),
     ("peak", 7),
     ("long", 7),
     ("TTFT ms", 8),
     ("reuse", 6),
+    ("t/s/W", 6),
     ("RAMpk GB", 9),
     ("valid%", 7),
     ("burst t/s", 12),
@@ -45,12 +48,14 @@ def _cells(row: Row) -> list[str]:
         (row.long_decode, ".1f"),
         (row.ttft_ms, ".0f"),
         (row.reuse, ".2f"),
+        (row.tok_s_per_watt, ".3f"),
         (ram_gb, ".1f"),
         (row.valid_pct, ".0f"),
     )
-    cells = [_fmt(v, spec, width) for (v, spec), (_, width) in zip(values, COLUMNS[:-1], strict=True)]
+    cells = [_fmt(v, spec, width) for (v, spec), (_, width) in zip(values, COLUMNS[1:-1], strict=True)]
     burst = "—" if row.burst_tok_s is None else f"{row.burst_tok_s:.1f}@{row.burst_size}"
-    return [*cells, f"{burst:>{COLUMNS[-1][1]}}"]
+    version = row.version or "—"
+    return [f"{version:>{COLUMNS[0][1]}}", *cells, f"{burst:>{COLUMNS[-1][1]}}"]
 
 
 def _line(row: Row, width: int) -> str:

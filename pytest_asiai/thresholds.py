@@ -6,7 +6,10 @@ engine, then the model), and ``--asiai-gate NAME=VALUE`` last, so a command-line
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Iterable, Mapping
+from functools import cache
 
 import pytest
 
@@ -33,6 +36,34 @@ def parse_value(text: str) -> Value:
     return float(low)
 
 
+@cache
+def known_names() -> tuple[str, ...]:
+    """Every threshold name a gate reads: the phase gates', the burst, endurance and tool-call gates'."""
+    from . import burst, endurance, gates, toolcall  # they import this module
+
+    return tuple(dict.fromkeys([*gates.DEFAULTS, *burst.GATES, *endurance.GATES, *toolcall.GATES]))
+
+
+def threshold_problem(name: str, value: object) -> str | None:
+    """Why ``name = value`` cannot be a threshold (unknown name, inf/nan, negative), or None.
+
+    A misspelt name would otherwise be ignored silently and the gate would keep its default.
+    """
+    if name not in known_names():
+        close = difflib.get_close_matches(name, known_names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown gate {name!r} ({hint}known: {', '.join(known_names())})"
+    if isinstance(value, bool):
+        return None
+    if not isinstance(value, int | float):
+        return f"{value!r} is not a number or true/false"
+    if not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if value < 0:
+        return f"{value!r}: a threshold is never negative"
+    return None
+
+
 def parse_overrides(items: Iterable[str], where: str) -> dict[str, Value]:
     """Parse ``NAME=VALUE`` items; a malformed one is a usage error naming it."""
     out: dict[str, Value] = {}
@@ -41,9 +72,13 @@ def parse_overrides(items: Iterable[str], where: str) -> dict[str, Value]:
         if not sep or not name.strip():
             raise pytest.UsageError(f"{where}: {item!r}: expected NAME=VALUE")
         try:
-            out[name.strip()] = parse_value(raw)
+            value = parse_value(raw)
         except ValueError:
             raise pytest.UsageError(f"{where}: {item!r}: {raw!r} is not a number or true/false") from None
+        problem = threshold_problem(name.strip(), value)
+        if problem is not None:
+            raise pytest.UsageError(f"{where}: {item!r}: {problem}")
+        out[name.strip()] = value
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpcore  # noqa: F401  (see below)
@@ -12,6 +13,11 @@ from scripted_engine import ScriptedEngine
 # runs drop modules first imported inside them, so a second run would bring new httpcore classes that
 # httpx no longer maps (a disconnect then escapes as httpcore.RemoteProtocolError). Importing httpcore
 # here keeps one copy for the whole test session.
+
+# The plugin adds its built-in suites to runs that name no test path (pytest_asiai/builtin_suites.py);
+# the pytester projects of these tests choose their suites themselves (tests/test_builtin_suites.py
+# clears this to test the default).
+os.environ.setdefault("ASIAI_SUITES", "none")
 
 
 @pytest.fixture

@@ -1,20 +1,26 @@
 """Engine families: unit behaviour, and every family replayed from its recorded transcript.
 
-A transcript (tests/transcripts/<family>.json) holds a family's documented response shapes: its
-metadata endpoints, how it answers unknown endpoints, its stream dialect (reasoning field, usage
-chunk or none, cached-token field, timings), an error body and its reset endpoint. The scripted test
-engine serves them on loopback, so detection, version, the capability probe, the streaming client
-and the cold reset run against each family's shapes even where the engine cannot run here.
+A transcript (tests/transcripts/<family>.json) holds a family's response shapes: its metadata
+endpoints, how it answers unknown endpoints, its stream dialect (reasoning field, usage chunk or
+none, cached-token field, timings), an error body and its reset endpoints. The scripted test engine
+serves them on loopback, so detection, version, the capability probe, the streaming client and the
+cold reset run against each family's shapes. The five MLX families' transcripts are RECORDED: their
+endpoints are the bodies the real servers answered, and their chat route replays the real stream
+bytes in tests/data/mlx-captures/ (see its captures.json); the other families' shapes are documented.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
@@ -25,9 +31,10 @@ from pytest_asiai.engine import EngineHandle
 from pytest_asiai.engines import DETECTION_ORDER, FAMILIES, SEED_PANEL, family_for
 from pytest_asiai.engines.llamacpp import parse_build_info
 from pytest_asiai.engines.probe import port_of, server_root
-from pytest_asiai.engines.processes import command_words, engine_processes, launcher, matches
+from pytest_asiai.engines.processes import argv_of, command_words, engine_processes, launcher, matches
 from pytest_asiai.managed import EngineManager, EngineStartError, ManagedEngine
 from pytest_asiai.matrix import Case, ManagedSpec
+from pytest_asiai.metrics import tokens_per_chunk
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 #: Endpoints detection and the capability probe may ask; a transcript answers the ones it does not
@@ -36,9 +43,11 @@ PROBE_PATHS = [
     ("GET", p)
     for p in (
         "/health", "/props", "/slots", "/metrics", "/api/version", "/lms/version", "/api/v0/models",
-        "/admin/info", "/admin", "/version", "/openapi.json",
+        "/admin/info", "/admin", "/version", "/openapi.json", "/api/status", "/api/tags", "/",
     )
 ] + [("POST", "/tokenize")]  # fmt: skip
+CAPTURES = Path(__file__).parent / "data" / "mlx-captures"
+CAPTURED: dict[str, dict[str, Any]] = json.loads((CAPTURES / "captures.json").read_text(encoding="utf-8"))["captures"]
 
 
 def load(name: str) -> dict[str, Any]:
@@ -50,7 +59,8 @@ NAMES = sorted(p.stem for p in TRANSCRIPTS.glob("*.json"))
 
 
 def serve(engine: ScriptedEngine, transcript: dict[str, Any]) -> None:
-    """Script the engine with the transcript's routes and its answer to unknown endpoints."""
+    """Script the engine with the transcript's routes and its answer to unknown endpoints; a
+    recorded transcript's chat route replays its last capture (a prefix hit)."""
     routed = {(r["method"], r["path"]) for r in transcript["routes"]}
     unknown = transcript["unknown_endpoint"]
     for method, path in PROBE_PATHS:
@@ -59,6 +69,21 @@ def serve(engine: ScriptedEngine, transcript: dict[str, Any]) -> None:
     for r in transcript["routes"]:
         engine.set_route(r["method"], r["path"], r["status"], r["body"], r.get("headers"))
     engine.behaviour = Behaviour(reasoning_tokens=3, **transcript["stream"])
+    if transcript.get("captures"):
+        replay(engine, transcript["captures"][-1])
+
+
+def replay(engine: ScriptedEngine, capture: str) -> None:
+    """Answer every chat request with the captured bytes, exactly as the real server sent them."""
+    sse = (CAPTURES / f"{capture}.sse").read_text(encoding="utf-8")
+    headers = {"Content-Type": CAPTURED[capture]["content_type"]}
+    engine.set_route("POST", "/v1/chat/completions", 200, sse, headers)
+
+
+def resets(transcript: dict[str, Any]) -> list[dict[str, Any]]:
+    """The transcript's reset endpoints (one object, a list, or null)."""
+    reset = transcript["reset"]
+    return [] if reset is None else [reset] if isinstance(reset, dict) else list(reset)
 
 
 @pytest.fixture(params=NAMES)
@@ -125,7 +150,8 @@ def test_stream_dialect_matches_what_the_family_declares(served):
     assert record.cached_source == expect["cached_source"]
     assert (record.timings is not None) is expect["timings"]
     separate = expect.get("reasoning_separate", True)  # False: reasoning arrives inline in content
-    assert (record.reasoning_chars > 0) is separate
+    # A recorded stream is SmolLM2's, which never reasons: its reasoning field comes from the code.
+    assert (record.reasoning_chars > 0) is (separate and not t.get("captures"))
     if family.usage_chunk is not None:
         assert family.usage_chunk is expect["usage_chunk"]
     if family.kind != "openai":
@@ -182,15 +208,17 @@ def test_error_body_becomes_a_failed_record_with_the_engines_message(transcript)
 
 
 def test_cold_reset_uses_the_documented_endpoint(transcript):
-    family, reset = family_for(transcript["family"]), transcript["reset"]
+    family, routes = family_for(transcript["family"]), resets(transcript)
     with ScriptedEngine() as engine, httpx.Client(timeout=5) as http:
         serve(engine, transcript)
-        if reset is None:
-            assert family.reset_cache(http, engine.base_url, "m") is None
+        assert family.reset_cache(http, engine.base_url, "m") is None  # no endpoint routed yet: 404
+        if not routes:
+            assert family.cold_method == transcript["expect"]["cold_method"] != "endpoint"
             return
-        assert family.reset_cache(http, engine.base_url, "m") is None  # endpoint not routed yet: 404
-        engine.set_route(reset["method"], reset["path"], reset["status"], reset["body"])
-        assert family.reset_cache(http, engine.base_url + "/v1", "m") == transcript["expect"]["cold_method"]
+        for route in routes:  # every one is needed: with only the first, the reset is not confirmed
+            engine.set_route(route["method"], route["path"], route["status"], route["body"])
+            done = family.reset_cache(http, engine.base_url + "/v1", "m")
+            assert done == (transcript["expect"]["cold_method"] if route is routes[-1] else None)
 
 
 # ---------------------------------------------------------------------------- families: units
@@ -254,6 +282,15 @@ def test_urls_with_a_path_keep_their_port(url, root, port):
         (["/venv/bin/python", "/venv/bin/rapid-mlx", "serve", "m"], "rapidmlx"),
         (["/venv/bin/python", "/venv/bin/omlx", "serve"], "omlx"),
         (["/venv/bin/python", "/venv/bin/vmlx", "serve", "m"], "vmlx"),
+        # the serve commands of ../shared/data/mlx-live/README.md, as the kernel shows them
+        (["/m/mlxlm/bin/python", "-m", "mlx_lm", "server", "--model", "M", "--port", "1"], "mlxlm"),
+        (
+            ["/m/rapidmlx/bin/python3", "/m/rapidmlx/bin/rapid-mlx", "--no-telemetry", "--no-banner", "serve", "M"],
+            "rapidmlx",
+        ),
+        (["/m/omlx/bin/python", "/m/omlx/bin/omlx", "serve", "--model-dir", "D", "--port", "1"], "omlx"),
+        (["/m/omlx/bin/python", "/m/omlx/bin/fmlx", "serve", "--model-dir", "D"], "omlx"),
+        (["/m/vmlx/bin/python", "/m/vmlx/bin/vmlx-serve", "M"], "vmlx"),
         (["/Applications/LM Studio.app/Contents/MacOS/LM Studio"], "lmstudio"),
         (["/opt/bin/llama-server-turboquant", "-m", "x"], None),
         (["cmake", "--build", "b", "--target", "llama-server"], None),
@@ -277,9 +314,34 @@ def test_command_words_and_launcher():
     assert launcher(["/opt/llama-server", "-m", "x"]) == ["/opt/llama-server"]
 
 
-def test_engine_process_is_the_listener_of_the_port(scripted_engine):
-    import os
+def _started(argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], psutil.Process]:
+    """A sleeping Python started as ``argv``, once its command line is its own (after exec)."""
+    proc = subprocess.Popen([*argv, "-c", "import time; time.sleep(60)"], env=env)
+    ps = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 20
+    while "import time; time.sleep(60)" not in ps.cmdline() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return proc, ps
 
+
+def test_the_engines_python_is_the_venvs_not_the_base_interpreter(tmp_path):
+    """A venv's ``bin/python`` is a symlink to the base interpreter, whose packages do not include the
+    engine: the version is read through the path the process was started with (absolute, or found on
+    the process's own PATH), never through the resolved executable."""
+    real = os.path.realpath(sys.executable)
+    venv_python = tmp_path / "venv" / "bin" / os.path.basename(real)
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(real)
+    for argv, env in (([str(venv_python)], None), ([venv_python.name], {"PATH": str(venv_python.parent)})):
+        proc, ps = _started(argv, env)
+        try:
+            assert argv_of(ps)[0] == str(venv_python), argv
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_engine_process_is_the_listener_of_the_port(scripted_engine):
     procs = engine_processes(scripted_engine.base_url + "/v1")
     assert procs and procs[0].pid == os.getpid()
     assert engine_processes("http://192.0.2.1:8080") == []  # not this machine: never measured
@@ -315,13 +377,15 @@ def test_handle_detects_the_family_when_kind_is_left_out():
         serve(engine, load("vllm_mlx"))
         handle, started = _handle(engine.base_url, None)
         assert handle.kind == "vllm_mlx"  # asking for the kind starts (here: describes) the engine
-        assert started == [handle] and handle.detected and handle.version == "0.2.6"
+        # vLLM-MLX 0.6.0 says its version nowhere over HTTP; this server's process is pytest's
+        assert started == [handle] and handle.detected and handle.version is None
         described = handle.to_dict()
         assert described["kind"] == "vllm_mlx" and described["detected"] is True
         assert described["capabilities"]["metrics"] is True
         assert described["capabilities"]["detection"]["recognised"] is True
-        assert handle.reset_cache() == "salt"  # DELETE /v1/cache/prefix is not routed here
-        engine.set_route("DELETE", "/v1/cache/prefix", 200, {"status": "cleared"})
+        assert handle.reset_cache() == "salt"  # neither DELETE is routed here
+        engine.set_route("DELETE", "/v1/cache/prefix", 200, {"status": "not_supported", "rewarm_scheduled": False})
+        engine.set_route("DELETE", "/v1/cache", 200, {"status": "cleared", "engine_cache": None})
         assert handle.reset_cache() == "endpoint"
 
 
@@ -405,6 +469,138 @@ def test_version_from_the_serving_program():
 
     assert python_dist_version([sys.executable], "pytest") == pytest.__version__
     assert family_for("mlxlm").version_from_process([sys.executable]) is None  # mlx-lm is not installed here
-    fake_cli = [sys.executable, "-c", "print('rapid-mlx 0.4.1 (build abc)')"]  # run as [*prefix, "--version"]
-    assert family_for("rapidmlx").version_from_process(fake_cli) == "0.4.1"
-    assert family_for("rapidmlx").version_from_process(["/nonexistent/rapid-mlx"]) is None
+    assert python_dist_version([sys.executable], "no-such-dist", "pytest") == pytest.__version__  # first found
+    for kind in ("rapidmlx", "vllm_mlx", "vmlx", "omlx"):  # none is installed in the project's venv
+        assert family_for(kind).version_from_process([sys.executable]) is None
+    assert family_for("rapidmlx").version_from_process(["/nonexistent/python"]) is None
+
+
+# ------------------------------------------------------------- recorded MLX streams, replayed
+
+
+def _replayed(capture: str) -> Any:
+    with ScriptedEngine() as engine:
+        replay(engine, capture)
+        sent = {"max_tokens": CAPTURED[capture]["max_tokens"], "stream_options": {"include_usage": True}}
+        return _chat(engine, sent)  # the captured request's max_tokens: the limit decides the stop token
+
+
+@pytest.mark.parametrize("capture", sorted(CAPTURED))
+def test_captured_stream_replays_to_what_the_server_reported(capture):
+    """The real bytes give the real answer: keepalive comments (mlx-lm) and empty keepalive data
+    events (oMLX) carry no token, a usage sent twice (vLLM-MLX) counts once, a repeated ``role`` is
+    not content, and cached tokens are read where the family says they are."""
+    meta, record = CAPTURED[capture], _replayed(capture)
+    family, usage = family_for(meta["family"]), meta["usage"]
+    assert record.ok, record.error
+    assert (record.content, record.finish_reason) == (meta["content"], meta["finish_reason"])
+    assert (record.prompt_tokens, record.completion_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
+    assert record.chunks == meta["n_token_events"] and record.reasoning_chars == 0
+    reported = usage.get("prompt_tokens_details", {}).get("cached_tokens")
+    assert record.cached_tokens == reported
+    assert record.cached_source == (family.cached_field if reported is not None else None)
+
+
+@pytest.mark.parametrize("capture", sorted(CAPTURED))
+def test_captured_stream_shows_how_many_tokens_an_event_carries(capture):
+    """vMLX coalesces about 8 tokens per event (stream interval 8); the others send one per event."""
+    meta, record = CAPTURED[capture], _replayed(capture)
+    per_chunk = tokens_per_chunk(record)
+    assert per_chunk is not None
+    if meta["family"] == "vmlx":
+        assert per_chunk >= 3.5, per_chunk  # 8 tokens in 2 events, 13 in 3
+    else:
+        assert per_chunk == pytest.approx(1.0), per_chunk
+
+
+def test_recorded_prefix_hits_and_block_granularity():
+    """What the captures show about reuse: a 195-token shared prefix is reported cached by mlx-lm and
+    Rapid-MLX in full, by vMLX in whole 64-token blocks, never by vLLM-MLX (it reuses, TTFT 19 → 1.2 s),
+    and not at all by oMLX, whose 256-token blocks need a longer prefix (256 of 281 shared tokens)."""
+    cached = {
+        name: _replayed(name).cached_tokens
+        for name in ("mlxlm-req2", "rapidmlx-req2", "vmlx-req2", "vllmmlx-req2", "omlx-req2", "omlx-cold300-user2")
+    }
+    assert cached == {"mlxlm-req2": 195, "rapidmlx-req2": 195, "vmlx-req2": 192, "vllmmlx-req2": None,
+                      "omlx-req2": 0, "omlx-cold300-user2": 256}  # fmt: skip
+    for kind, name in (("vmlx", "vmlx-req2"), ("omlx", "omlx-cold300-user2")):
+        block = family_for(kind).cache_block_tokens
+        assert block is not None and cached[name] % block == 0 and cached[name] > 0
+    assert CAPTURED["vllmmlx-req2"]["ttft_s"] < CAPTURED["vllmmlx-req1"]["ttft_s"] / 5  # reuse happened
+
+
+# ------------------------------------------------------------------ recognising an imitator
+
+
+def test_an_engine_imitating_ollama_is_not_ollama():
+    """vMLX answers Ollama's GET / and /api/version; without its own owned_by and /openapi.json it is
+    an unrecognised server, not Ollama: only Ollama's Go router answers /health with gin's 404."""
+    imitator = load("vmlx")
+    imitator["routes"] = [r for r in imitator["routes"] if r["path"] not in ("/v1/models", "/openapi.json")]
+    with ScriptedEngine() as engine:
+        serve(engine, imitator)
+        found = detect(engine.base_url)
+        assert (found.kind, found.recognised) == ("openai", False)
+        serve(engine, load("vmlx"))
+        assert (detect(engine.base_url).kind, detect(engine.base_url).version) == ("vmlx", "1.6.81")
+
+
+# ------------------------------------------------------------------ cache resets, request by request
+
+
+def _recorder(answers: dict[tuple[str, str], tuple[int, Any]]) -> tuple[httpx.Client, list[str]]:
+    """A client whose transport answers (method, path) from ``answers`` (404 otherwise) and logs requests."""
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(
+            f"{request.method} {request.url.path}{'?' + request.url.query.decode() if request.url.query else ''}"
+        )
+        status, body = answers.get((request.method, request.url.path), (404, {"detail": "Not Found"}))
+        return httpx.Response(status, json=body) if isinstance(body, dict) else httpx.Response(status, text=body)
+
+    return httpx.Client(transport=httpx.MockTransport(handle)), seen
+
+
+@pytest.mark.parametrize(
+    ("kind", "answers", "expected", "sent"),
+    [
+        ("vllm_mlx", {("DELETE", "/v1/cache/prefix"): (200, {"status": "not_supported"}),
+                      ("DELETE", "/v1/cache"): (200, {"status": "cleared", "engine_cache": None})},
+         "endpoint", ["DELETE /v1/cache/prefix", "DELETE /v1/cache"]),
+        ("vllm_mlx", {("DELETE", "/v1/cache/prefix"): (200, {"status": "cleared"}),
+                      ("DELETE", "/v1/cache"): (401, {"detail": "Invalid API key"})},
+         None, ["DELETE /v1/cache/prefix", "DELETE /v1/cache"]),
+        ("vllm_mlx", {("DELETE", "/v1/cache/prefix"): (200, {"status": "odd"})}, None, ["DELETE /v1/cache/prefix"]),
+        ("vmlx", {("DELETE", "/v1/cache"): (200, {"status": "cleared", "caches": ["paged_prefix"]})},
+         "endpoint", ["DELETE /v1/cache?type=prefix"]),
+        ("vmlx", {("DELETE", "/v1/cache"): (200, {"status": "busy"})}, None, ["DELETE /v1/cache?type=prefix"]),
+        ("rapidmlx", {("POST", "/v1/cache/clear"): (200, {"status": "ok", "scheduler_cache_cleared": True})},
+         "endpoint", ["POST /v1/cache/clear"]),
+        ("rapidmlx", {("POST", "/v1/cache/clear"): (200, "<html>ok</html>")}, None, ["POST /v1/cache/clear"]),
+        ("rapidmlx", {("POST", "/v1/cache/clear"): (503, {"detail": "not loaded"})}, None, ["POST /v1/cache/clear"]),
+        ("omlx", {}, None, []),
+        ("mlxlm", {}, None, []),
+    ],
+)  # fmt: skip
+def test_cache_reset_sends_the_servers_request_and_trusts_only_its_confirmation(kind, answers, expected, sent):
+    http, seen = _recorder(answers)
+    with http:
+        assert family_for(kind).reset_cache(http, "http://engine:8000/v1", "m") == expected
+    assert seen == sent
+
+
+def test_family_facts_say_how_they_were_verified():
+    live = {"mlxlm", "rapidmlx", "vllm_mlx", "vmlx", "omlx"}
+    for kind, family in FAMILIES.items():
+        facts = family.describe()
+        assert facts["verified"] == ("live" if kind in live | {"llamacpp", "llamacpp_python"} else "documented"), kind
+        if kind in live:
+            assert "reasoning_field" in facts["documented_only"]  # SmolLM2 never reasons
+    assert {k: FAMILIES[k].cache_block_tokens for k in live} == {
+        "mlxlm": None,
+        "rapidmlx": None,
+        "vllm_mlx": None,
+        "vmlx": 64,
+        "omlx": 256,
+    }

@@ -143,18 +143,32 @@ def test_validity_not_measured_without_text_or_requests():
 
 
 @pytest.mark.parametrize(
-    ("ttfts", "outcome", "tier", "words"),
+    ("ttfts", "outcome", "tier", "words", "bound"),
     [
-        ([100.0, 1400.0, 1200.0], PASS, OK, "≤ 1500 ms"),
-        ([2000.0], FAIL, RESERVE, "soft"),
-        ([3500.0, 3100.0], FAIL, ELIMINATED, "hard fail"),
+        ([100.0, 400.0, 300.0], PASS, OK, "≤ 500 ms (ttft_ok)", "ttft_ok"),
+        ([100.0, 1400.0, 1200.0], PASS, RESERVE, "> 500 ms (ttft_ok): reserve", "ttft_ok"),
+        ([600.0], PASS, RESERVE, "≤ 1500 ms (ttft): passes", "ttft_ok"),
+        ([2000.0], FAIL, RESERVE, "> 1500 ms (ttft): fails, reserve", "ttft"),
+        ([3500.0, 3100.0], FAIL, ELIMINATED, "hard fail", "ttft_hard"),
     ],
 )
-def test_ttft_soft_and_hard(ttfts, outcome, tier, words):
+def test_ttft_soft_and_hard(ttfts, outcome, tier, words, bound):
+    """asiai's bands (digest §3.9): reserve above 500 ms, the gate fails above 1500, eliminated above 3000."""
     warm = phase("warm", *(rec(ttft_ms=t) for t in ttfts))
     result = gates.gate_ttft(Inputs([warm]).build(), resolve())
     assert (result.outcome, result.tier) == (outcome, tier)
     assert words in result.reason
+    assert result.details["bound"] == bound
+
+
+def test_ttft_bands_are_overridable():
+    """A raised ttft_ok moves the reserve band; a raised gate passes 2000 ms, still reserve (above ttft_ok)."""
+    warm = phase("warm", rec(ttft_ms=1200.0))
+    no_band = gates.gate_ttft(Inputs([warm]).build(), resolve({"ttft_ok": 1300.0}))
+    assert (no_band.outcome, no_band.tier, no_band.details["ok_threshold_source"]) == (PASS, OK, "command line")
+    slow = phase("warm", rec(ttft_ms=2000.0))
+    raised = gates.gate_ttft(Inputs([slow]).build(), resolve({"ttft": 2500.0}))
+    assert (raised.outcome, raised.tier, raised.details["bound"]) == (PASS, RESERVE, "ttft_ok")
 
 
 def test_ttft_not_measured_when_warm_failed_or_missing():

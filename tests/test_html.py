@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from real_engine import SUITES
 from report_helpers import copy_suite, engines_toml, synthetic_case, synthetic_report
 from scripted_engine import Behaviour
 
+from pytest_asiai import charts
 from pytest_asiai.html import READY_SENTINEL, burst_latencies, render, write_html
 
 CHROMIUM_FLAGS = (
@@ -174,3 +177,70 @@ def test_mtp_pairs_are_a_table_with_the_decode_delta():
     row = re.search(r"<td>llamacpp-qwen</td>(.*?)</tr>", page)
     assert row is not None
     assert re.findall(r">([^<]*)</td>", row.group(1)) == ["50.0", "80.0", "+60.0 %", "0.75", "1.00 → 1.50"]
+
+
+# ----------------------------------------------------------------------------- machine blocks, in a browser
+
+SEED = Path(__file__).parent / "data" / "seed001"
+#: Two rows per machine: reserve and eliminated on the M5, winner and viable on the M4.
+TWO_MACHINES = (
+    "09-m5-mlxlm-qwopus3.6-27b-mlx-4bit.json",
+    "12-m5-mlx_vlm-qwen3.6-27b-mlx-4bit-mtp.json",
+    "15-m4-llamacpp-qwen3.6-35b-a3b-q5_k_xl-mtp.json",
+    "17-m4-llamacpp-qwen3.6-27b-q5_k_xl.json",
+)
+#: Injected by the test only: what the browser's DOM and layout hold, logged as one JSON line.
+DOM_PROBE = """<script>document.addEventListener('DOMContentLoaded',function(){
+var cell=function(r,c){return r.querySelector('td[data-col="'+c+'"]').textContent;};
+var blocks=[].map.call(document.querySelectorAll('section.machine-block'),function(b){return {machine:b.dataset.machine,
+rows:[].map.call(b.querySelectorAll('tr[data-case]'),function(r){return [r.dataset.case,r.dataset.tier,cell(r,'reuse'),
+cell(r,'tsw')];})};});
+var clipped=[].filter.call(document.querySelectorAll('svg text'),function(t){var b=t.getBBox();
+return b.x<0||b.x+b.width>t.ownerSVGElement.width.baseVal.value+0.5;}).map(function(t){return t.textContent;});
+console.log('DOMPROBE '+JSON.stringify({blocks:blocks,clipped:clipped}));});</script>"""
+
+
+def test_two_machine_replay_renders_ranked_blocks_and_cross_user_reuse_in_chromium(pytester, tmp_path):
+    """Each machine is its own block, ranked on its own; "reuse" is the prefix tests' fraction (the
+    eliminated mlx_vlm row reads 0.00 although its warm repeat hit the cache fully); no chart text
+    leaves its SVG (a long case id used to be clipped on the left)."""
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    for name in TWO_MACHINES:
+        shutil.copy(SEED / name, replay / name)
+    copy_suite(pytester.path, "test_agentic.py")
+    pytester.makepyfile(test_gate_suite=(SUITES / "test_gates.py").read_text(encoding="utf-8"))
+    pytester.runpytest(f"--asiai-replay={replay}", "--asiai-html=r.html")
+    html = (pytester.path / "r.html").read_text(encoding="utf-8")
+    page = tmp_path / "probed.html"
+    page.write_text(html.replace("</body>", DOM_PROBE + "</body>"), encoding="utf-8")
+    _, log = render_in_chromium(page, tmp_path)
+    assert console_errors(log) == [], log[-2000:]
+    found = re.search(r'DOMPROBE (\{.*\})", source', log)
+    assert found is not None, log[-2000:]
+    dom = json.loads(found.group(1))
+    assert dom["clipped"] == []
+    assert dom["blocks"] == [
+        {
+            "machine": "Darwin-arm64-Apple M5 Max-18c-128g",
+            "rows": [
+                ["mlxlm-qwopus3.6-27b-mlx-4bit-mtp_off", "reserve", "1.00", "0.461"],
+                ["mlx_vlm-qwen3.6-27b-mlx-4bit-mtp-mtp_on", "eliminated", "0.00", "—"],
+            ],
+        },
+        {
+            "machine": "Darwin-arm64-Apple M4 Pro-14c-64g",
+            "rows": [
+                ["llamacpp-qwen3.6-35b-a3b-q5-k-xl-mtp-mtp_on", "winner", "0.80", "1.557"],
+                ["llamacpp-qwen3.6-27b-q5-k-xl-mtp_off", "viable", "0.80", "0.279"],
+            ],
+        },
+    ]
+
+
+def test_bar_chart_label_column_fits_the_longest_case_id():
+    long_id = "llamacpp-qwen3.6-35b-a3b-q5-k-xl-mtp-mtp_on"
+    svg = charts.bar_chart("t", [charts.Bar(long_id, 1.0), charts.Bar("x", 2.0)], "ms")
+    label_w = charts.label_width([long_id])
+    assert label_w >= len(long_id) * 7.5
+    assert f'<text x="{label_w - 8}"' in svg and f'width="{label_w + charts.SPAN_W + charts.VALUE_W}"' in svg

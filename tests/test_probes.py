@@ -176,3 +176,64 @@ def test_recorded_probes_say_why_a_reading_is_missing():
     assert view.swap().value == {"growth_mb": 1.0}
     assert view.engine_memory().reason == "never sampled in f.json"
     assert view.processes().reason == "engine processes not recorded in f.json"
+
+
+# ----------------------------------------------------------------------------- memory per phase
+
+
+@dataclass
+class Req:
+    started_at: float
+    total_ms: float | None
+
+
+def test_each_phase_gets_its_requests_rss_peak_and_the_warm_steady_value():
+    """A request's window runs from its start to one interval after its end, so a request shorter
+    than the sampling interval still gets the sample taken just after it."""
+    mb = probes.MB
+    series = [(10.0, 100 * mb), (10.4, 900 * mb), (11.0, 300 * mb), (20.1, 700 * mb), (30.0, 5000 * mb)]
+    peaks = {
+        "cold": probes.run_peaks(series, [Req(10.0, 800.0)], interval_s=0.5),
+        "warm": probes.run_peaks(series, [Req(20.0, 50.0), Req(25.0, 10.0)], interval_s=0.5),
+    }
+    assert peaks == {"cold": [900.0], "warm": [700.0, None]}
+    block = probes.memory_by_phase(peaks)
+    assert block["phases"]["cold"] == {"rss_peak_mb": 900.0, "requests": 1, "measured": 1}
+    assert block["phases"]["warm"] == {"rss_peak_mb": 700.0, "requests": 2, "measured": 1}
+    assert block["rss_warm_mb"] == 700.0
+    assert probes.memory_by_phase({"cold": [None]}) == {
+        "phases": {"cold": {"rss_peak_mb": None, "requests": 1, "measured": 0}},
+        "rss_warm_mb": None,
+    }
+
+
+def test_asiai_rss_below_the_floor_is_not_a_reading():
+    runs = [{"phase": "warm", "engine_rss_mb": 480.0}, {"phase": "warm", "engine_rss_mb": 14848.0}, {"phase": "x"}]
+    assert probes.recorded_memory_peaks(runs) == {"warm": [None, 14848.0], "x": [None]}
+
+
+def test_replayed_mlx_lm_keeps_its_steady_value_beside_the_peak():
+    """The seed's finding: mlx-lm sits at ~14.5 GB warm but peaks at 26.4 GB (long context)."""
+    from pytest_asiai.replay import read_recordings
+
+    (rec,) = read_recordings(Path(__file__).parent / "data" / "seed001" / "09-m5-mlxlm-qwopus3.6-27b-mlx-4bit.json")
+    engine = rec.probes["engine"]
+    assert isinstance(engine, dict)
+    assert (engine["rss_peak_mb"], engine["rss_warm_mb"]) == (27033.6, 14848.0)
+    assert engine["phases"]["long-context"]["rss_peak_mb"] == 27033.6
+    assert engine["phases"]["warm"] == {"rss_peak_mb": 14848.0, "requests": 5, "measured": 5}
+
+
+def test_registry_publishes_phase_memory_and_power_with_phases(listener):
+    _, port, _ = listener
+    registry = ProbeRegistry(interval_s=0.05)
+    registry.start("c", Source(f"http://127.0.0.1:{port}"))
+    time.sleep(0.2)
+    registry.stop_all()
+    published: dict[str, dict] = {}
+    record = lambda case_id, section, key, value: published.__setitem__(key, value)  # noqa: E731
+    first = registry.views["c"].probe.rss_series()[0][0]
+    registry.publish("c", record, {"warm": [Req(first, 100.0)]})
+    assert published["engine"]["phases"]["warm"]["rss_peak_mb"] > 0
+    assert published["engine"]["rss_warm_mb"] == published["engine"]["phases"]["warm"]["rss_peak_mb"]
+    assert published["power"]["phases"]["warm"]["soc_watts"] is None  # Linux: not measured

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pytest_asiai.sse import SSEDecoder
+from pytest_asiai.sse import SSEDecoder, SSELineTooLong
 
 # Payload lines: any text without line terminators (SSE cannot carry them inside a line).
 _line = st.text(alphabet=st.characters(blacklist_characters="\r\n", codec="utf-8"), max_size=30)
@@ -138,3 +139,31 @@ def test_invalid_utf8_is_replaced_not_raised() -> None:
 
 def test_leading_byte_order_mark_is_dropped() -> None:
     assert decode_all([b"\xef\xbb", b"\xbfdata: a\n\n"]) == ["a"]
+
+
+# ----------------------------------------------------------------------------- length cap (issue 14)
+
+
+def test_a_line_dripped_past_the_cap_is_refused() -> None:
+    decoder = SSEDecoder(max_line_chars=100)
+    decoder.feed(b"data: " + b"x" * 90)
+    with pytest.raises(SSELineTooLong, match="longer than 100"):
+        decoder.feed(b"x" * 20)
+
+
+def test_a_whole_line_past_the_cap_in_one_read_is_refused() -> None:
+    with pytest.raises(SSELineTooLong):
+        SSEDecoder(max_line_chars=100).feed(b"data: " + b"x" * 200 + b"\n\n")
+
+
+def test_an_event_of_many_short_data_lines_past_the_cap_is_refused() -> None:
+    decoder = SSEDecoder(max_line_chars=100)
+    with pytest.raises(SSELineTooLong, match="event data"):
+        decoder.feed(b"data: " + b"x" * 40 + b"\n" + b"data: " + b"y" * 40 + b"\n" + b"data: " + b"z" * 40 + b"\n")
+
+
+def test_lines_up_to_the_cap_pass_and_the_count_restarts_per_line() -> None:
+    decoder = SSEDecoder(max_line_chars=100)
+    line = b"data: " + b"x" * 94 + b"\n\n"
+    assert decoder.feed(line[:50]) == []
+    assert decoder.feed(line[50:] + line) == ["x" * 94, "x" * 94]

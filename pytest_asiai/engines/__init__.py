@@ -21,17 +21,19 @@ from .vmlx import VMlx
 
 GENERIC = EngineFamily()
 
-#: Most specific evidence first: Ollama's /api/version, LM Studio's header, llama.cpp's /props, then
-#: owned_by values, and mlx-lm (a bare http.server) last.
+#: Most specific evidence first: an engine naming itself (``owned_by`` in ``/v1/models``) beats an
+#: endpoint another engine may imitate (vMLX serves Ollama's ``/api/version`` and ``GET /``); then
+#: Ollama's ``/api/version`` from its Go router, LM Studio's header, llama.cpp's /props,
+#: llama-cpp-python's /openapi.json title, and mlx-lm (a bare http.server) last.
 DETECTION_ORDER: tuple[EngineFamily, ...] = (
-    Ollama(),
-    LMStudio(),
-    LlamaCpp(),
-    LlamaCppPython(),
     OMlx(),
     RapidMlx(),
     VMlx(),
     VllmMlx(),
+    Ollama(),
+    LMStudio(),
+    LlamaCpp(),
+    LlamaCppPython(),
     MlxLm(),
 )
 

@@ -41,6 +41,14 @@ class EngineFamily:
     """Adds llama.cpp's ``timings`` object (cache_n, prompt_ms, predicted_ms, draft_n...)."""
     metrics_path: str | None = None
     """Prometheus endpoint, when the engine has one."""
+    cache_block_tokens: int | None = None
+    """Granularity of prefix reuse: the engine caches whole blocks of this many tokens, so a shared
+    prefix shorter than one block is never reused (None: token-granular or unknown)."""
+    verified: ClassVar[str] = "documented"
+    """How the family's facts were checked: ``live`` (a real server runs in CI: tests/test_detect.py,
+    tests/test_detect_mlx_live.py), ``recorded`` (real captures replayed) or ``documented`` only."""
+    documented_only: ClassVar[tuple[str, ...]] = ()
+    """Facts of a ``live`` family that no live server showed (taken from its code or docs)."""
     documented: ClassVar[str] = "asiai-protocol.md §7.2 (generic OpenAI-compatible server)"
 
     # -- identity -------------------------------------------------------------------------------
@@ -96,7 +104,10 @@ class EngineFamily:
             "metrics_path": self.metrics_path,
             "health_path": self.health_path,
             "cold_method": self.cold_method,
+            "cache_block_tokens": self.cache_block_tokens,
             "thinking_off": self.thinking_fields(False),
+            "verified": self.verified,
+            "documented_only": list(self.documented_only),
             "documented": self.documented,
         }
 
@@ -113,12 +124,29 @@ def run_version(argv: list[str], pattern: str = r"(\d+\.\d+[\w.+-]*)", timeout_s
     return m.group(1) if m else None
 
 
-def python_dist_version(argv: list[str], dist: str) -> str | None:
-    """Version of distribution ``dist`` as seen by the Python interpreter that runs ``argv``."""
+def python_dist_version(argv: list[str], *dists: str) -> str | None:
+    """Version of the first installed distribution of ``dists``, as seen by the Python interpreter
+    that runs ``argv`` (the venv that serves the port, not whatever Python is first on PATH)."""
     if not argv:
         return None
-    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
-    return run_version([argv[0], "-c", code])
+    for dist in dists:
+        code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+        version = run_version([argv[0], "-c", code])
+        if version is not None:
+            return version
+    return None
+
+
+def openapi_info(probe: Probe, title: str) -> str | None:
+    """``info.version`` of a FastAPI ``/openapi.json`` whose title contains ``title``, else None.
+
+    Only for servers whose app is built with ``version=<package>.__version__`` (vMLX): several MLX
+    servers hard-code a stale one (vLLM-MLX 0.6.0 says "0.4.1", Rapid-MLX 0.16.10 says "0.6.0")."""
+    info = probe.json_dict("/openapi.json").get("info")
+    if not isinstance(info, dict) or title not in str(info.get("title", "")):
+        return None
+    version = info.get("version")
+    return version if isinstance(version, str) and version else None
 
 
 def model_ids(probe: Probe) -> list[str]:

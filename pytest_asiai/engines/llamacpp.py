@@ -10,7 +10,7 @@ brew); streamed usage carries ``prompt_tokens_details.cached_tokens`` (PR #19361
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import EngineFamily
 from .probe import Probe
@@ -45,6 +45,7 @@ class LlamaCpp(EngineFamily):
     cached_field = "usage.prompt_tokens_details.cached_tokens"
     timings = True
     metrics_path = "/metrics"
+    verified: ClassVar[str] = "live"  # tests/test_detect.py::test_detect_names_the_real_llama_server
     documented = "asiai-protocol.md §7.2 llamacpp; real-engines.md; llama.cpp PR #19361, PR #15827"
 
     def signature(self, probe: Probe) -> str | None:

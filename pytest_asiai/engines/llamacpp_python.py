@@ -9,6 +9,8 @@ aborts the one in flight unless started with ``--interrupt_requests False``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from .base import EngineFamily, python_dist_version
 from .probe import Probe
 
@@ -29,6 +31,7 @@ class LlamaCppPython(EngineFamily):
     reasoning_field = None
     usage_chunk = False
     cached_field = None
+    verified: ClassVar[str] = "live"  # tests/test_detect.py::test_detect_names_the_real_llama_cpp_python
     documented = "real-engines.md (llama-cpp-python 0.3.36, measured); tests/transcripts/llamacpp_python.json"
 
     def signature(self, probe: Probe) -> str | None:

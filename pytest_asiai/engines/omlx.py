@@ -1,45 +1,67 @@
-"""oMLX: ``owned_by: "omlx"``, version from ``/admin/info``, cached tokens when streaming.
+"""oMLX: ``owned_by: "omlx"``, version in ``/api/status``, prefix reuse in 256-token blocks.
 
-Documented shapes (asiai-protocol.md §7.1 step 2c, §7.2 omlx): ``/v1/models`` entries say
-``owned_by: "omlx"``; ``/admin/info`` is JSON with ``version`` (``/admin`` is an HTML page naming
-oMLX); streamed usage reports ``prompt_tokens_details.cached_tokens`` (missing only from
-non-streaming responses, jundot/omlx #919; ``include_usage`` #61); reasoning in ``reasoning_content``
-or ``reasoning``. No reset API: a true cold run needs a restart of a managed engine, else salts.
+Observed live (oMLX from ``flyto-mlx`` 0.7.0: PyPI has no ``omlx``; flyto-mlx ships jundot/omlx's
+``omlx`` package and CLI; ../shared/data/mlx-live/README.md, tests/data/mlx-captures/, in CI by
+tests/test_detect_mlx_live.py): ``/v1/models`` entries say ``owned_by: "omlx"``; ``GET /api/status``
+answers ``{"status": "ok", "version": "0.7.0", ...}``. That version is what we report: it is the
+running package's ``omlx._version.__version__`` (also ``/openapi.json``'s), which flyto-mlx keeps
+equal to its distribution version; the process fallback asks for an ``omlx`` distribution first (an
+upstream install), then ``flyto-mlx``. ``/version``, ``/metrics`` and ``/admin/info`` are 404. The
+usage chunk (``choices: []``) always reports ``prompt_tokens_details.cached_tokens`` plus oMLX's own
+timings (``time_to_first_token``, ``prompt_tokens_per_second``...). The paged cache reuses whole
+256-token blocks: no hit on a 195-token shared prefix, 256 cached of a 281-token one. Keepalive DATA
+events (``"id": "chatcmpl-keepalive"``, empty content) come before the role chunk and every ~10 s.
+
+True cold run: a salted prompt (a new first block changes every chained block hash). A restart does
+not empty the paged SSD cache (``--paged-ssd-cache-dir`` outlives the process), and its clear
+endpoints (``/admin/api/ssd-cache/clear``, ``/admin/api/hot-cache/clear``) need an admin login.
+
+Documented only: reasoning in ``delta.reasoning_content`` (omlx/api/openai_models.py; SmolLM2 never
+reasons); ``/admin/info`` with a version (asiai-protocol.md §7.1 step 2c; absent from flyto-mlx 0.7.0).
 """
 
 from __future__ import annotations
 
-from .base import EngineFamily
+from typing import ClassVar
+
+from .base import EngineFamily, python_dist_version
 from .probe import Probe
+
+
+def _version(body: dict[str, object]) -> str | None:
+    version = body.get("version")
+    return version if isinstance(version, str) and version else None
 
 
 class OMlx(EngineFamily):
     kind = "omlx"
     title = "oMLX"
     default_port = 8000
-    process_names = ("omlx",)
-    process_patterns = (("omlx", "serve"), ("omlx.server",), ("oMLX",))
-    health_path = "/v1/models"
-    launch = ("omlx", "serve", "--model-dir", "{model_path}", "--port", "{port}")
+    process_names = ("omlx", "fmlx")
+    process_patterns = (("omlx", "serve"), ("fmlx", "serve"), ("omlx.cli",), ("omlx.server",), ("oMLX",))
+    health_path = "/health"
+    launch = ("omlx", "serve", "--model-dir", "{model_path}", "--host", "{host}", "--port", "{port}")
     reasoning_field = "reasoning_content"
     usage_chunk = True
     cached_field = "usage.prompt_tokens_details.cached_tokens"
-    documented = "asiai-protocol.md §7.1-7.2 omlx; jundot/omlx #919, #61, #3608, #2483, #1441"
+    cache_block_tokens = 256
+    verified: ClassVar[str] = "live"
+    documented_only: ClassVar[tuple[str, ...]] = ("reasoning_field", "/admin/info version")
+    documented = (
+        "live: oMLX from flyto-mlx 0.7.0 (../shared/data/mlx-live, tests/test_detect_mlx_live.py); "
+        "reasoning from omlx/api/openai_models.py; asiai-protocol.md §7.1-7.2 omlx; "
+        "jundot/omlx #919, #61, #3608, #2483, #1441"
+    )
 
     def signature(self, probe: Probe) -> str | None:
         if "omlx" in probe.owned_by():
             return "owned_by omlx"
-        if isinstance(probe.json_dict("/admin/info").get("version"), str):
+        if _version(probe.json_dict("/admin/info")):
             return "GET /admin/info has a version"
-        admin = probe.get("/admin")
-        if admin is not None and admin.ok and "omlx" in admin.text[:20000].lower():
-            return "GET /admin page names oMLX"
         return None
 
     def version_from(self, probe: Probe) -> str | None:
-        version = probe.json_dict("/admin/info").get("version")
-        return version if isinstance(version, str) and version else None
+        return _version(probe.json_dict("/api/status")) or _version(probe.json_dict("/admin/info"))
 
-    @property
-    def cold_method(self) -> str:
-        return "restart"
+    def version_from_process(self, argv: list[str]) -> str | None:
+        return python_dist_version(argv, "omlx", "flyto-mlx")

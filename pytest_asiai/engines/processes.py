@@ -139,18 +139,40 @@ def matches(patterns: Iterable[Sequence[str]], argv: Sequence[str], name: str = 
 
 
 def argv_of(proc: psutil.Process) -> list[str]:
-    """Command line with argv[0] made absolute (the executable actually running) where known."""
+    """Command line with argv[0] made absolute where it was not: looked up on the process's own
+    ``PATH`` (a venv's ``bin/python`` stays the venv's: its packages name the engine's version),
+    else the resolved executable. An absolute argv[0] is kept as it is, symlink included, because
+    ``proc.exe()`` resolves a venv's python to the base interpreter, which lacks the venv's packages."""
     try:
         argv = proc.cmdline()
     except psutil.Error:
         return []
+    if not argv or os.path.isabs(argv[0]):
+        return argv
+    return [_on_path(proc, argv[0]) or _exe(proc) or argv[0], *argv[1:]]
+
+
+def _exe(proc: psutil.Process) -> str:
     try:
-        exe = proc.exe()
+        return proc.exe()
     except psutil.Error:
-        exe = ""
-    if argv and exe and (not os.path.isabs(argv[0]) or os.path.basename(exe) == os.path.basename(argv[0])):
-        argv = [exe, *argv[1:]]
-    return argv
+        return ""
+
+
+def _on_path(proc: psutil.Process, word: str) -> str | None:
+    """Where ``word`` resolves for the process itself (its cwd and PATH), or None when unknown."""
+    try:
+        env, cwd = proc.environ(), proc.cwd()
+    except (psutil.Error, OSError):
+        return None
+    if os.sep in word:
+        candidate = os.path.join(cwd, word)
+        return candidate if os.access(candidate, os.X_OK) else None
+    for folder in env.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(cwd, folder, word) if folder else os.path.join(cwd, word)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return os.path.normpath(candidate)
+    return None
 
 
 def name_of(proc: psutil.Process) -> str:
