@@ -412,10 +412,11 @@ class Agentic:
             self._emit_settings()
         return self._calibration
 
-    def _probe(self, client: StreamingClient) -> Callable[[str], RequestRecord]:
-        def send(content: str) -> RequestRecord:
+    def _probe(self, client: StreamingClient) -> Callable[[str, str], RequestRecord]:
+        def send(system: str, user: str) -> RequestRecord:
             body = self._base_fields()
-            body.update(model=self.case.model_id, messages=[{"role": "user", "content": content}], max_tokens=1)
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+            body.update(model=self.case.model_id, messages=messages, max_tokens=1)
             return client.chat(body)
 
         return send

@@ -5,9 +5,10 @@ count is fitted against the engine itself, by the best method it offers:
 
 1. ``tokenize``: the engine counts exactly (llama.cpp ``POST /tokenize {"content": text}`` →
    ``{"tokens": [...]}``); each text is fitted by a few secant steps and its final size is counted.
-2. ``prompt_tokens``: two small probe chat requests (``max_tokens: 1``, salted so they prime no
-   cache) give tokens per character and the chat template's own tokens from the reported
-   ``usage.prompt_tokens``; sizes are then predicted, not counted.
+2. ``prompt_tokens``: two probe chat requests shaped like the protocol's (a salted system prompt and
+   a user message, ``max_tokens: 1``, salted so they prime no cache), sized to the profile, give
+   tokens per character and what a request carries besides its texts (chat template, salt) from the
+   reported ``usage.prompt_tokens``; sizes are then predicted, not counted.
 3. ``estimate``: neither works (no usage chunk, engine down): about 4 characters per token, and
    the report says so.
 
@@ -25,21 +26,33 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from .prompts import DEFAULT_TOKENS_PER_WORD, SYSTEM_TEXTS, USER_TEXTS, Corpus, body_text, estimate_words, text
+from .prompts import (
+    DEFAULT_TOKENS_PER_WORD,
+    LABELS,
+    SYSTEM_TEXTS,
+    USER_TEXTS,
+    Corpus,
+    body_text,
+    estimate_words,
+    segment,
+    text,
+)
 from .protocol import Profile
 from .records import RequestRecord
 
 Counter = Callable[[str], int | None]
 """Tokens in a text by the engine's tokenizer (or a prediction of it); None when it cannot say."""
 
-Send = Callable[[str], RequestRecord]
-"""Send one probe chat request whose only message is this user text, with ``max_tokens: 1``."""
+Send = Callable[[str, str], RequestRecord]
+"""Send one probe chat request with this system prompt and user message, with ``max_tokens: 1``."""
 
 #: A fitted size within this fraction of its target stops the search (the gate is 5 %).
 FIT_TOLERANCE = 0.005
 MAX_FIT_STEPS = 6
 CHARS_PER_TOKEN_GUESS = 4.0
-PROBE_WORDS = (40, 400)
+TOKENS_PER_SEGMENT = 60
+#: Shaped like the salt agentic.py puts before every system prompt (16 hex digits and the repeat).
+SALT_SAMPLE = "5be0c7f21a9d3e64-r0"
 
 
 class CalibrationError(Exception):
@@ -67,7 +80,8 @@ class Calibration:
     sizes: Mapping[str, TextSize]
     """Per text: A and B (system), X, Y, Z (user) and L (the long corpus)."""
     template_tokens: int | None
-    """Tokens the chat template adds to a request (probes measure it; None when not measured)."""
+    """Tokens a request carries besides its texts' sizes: the salt (``tokenize`` counts a sample),
+    and with probes also the chat template (None when nothing measured it)."""
     context: int | None = None
     context_source: str | None = None
     note: str | None = None
@@ -78,7 +92,7 @@ class Calibration:
         return Corpus({k: s.words for k, s in self.sizes.items()})
 
     def request_tokens(self, system: str, user: str) -> int:
-        """The prompt size of a request with these texts (the salt's few tokens aside)."""
+        """The prompt size of a request with these texts (with ``tokenize``, the chat template aside)."""
         return (self.template_tokens or 0) + self.sizes[system].tokens + self.sizes[user].tokens
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,7 +153,8 @@ def plan(
     note: str | None = None,
 ) -> Calibration:
     """Fit every text to the profile: A and B to the system size, X, Y, Z to the user size, and L so
-    that the whole long request (template, system prompt A and L) reaches the long size."""
+    that the whole long request (``template_tokens``: chat template and salt; system prompt A; L)
+    reaches the long size."""
     sizes = {w: fit_words(count, w, profile.system_tokens) for w in SYSTEM_TEXTS}
     sizes |= {w: fit_words(count, w, profile.user_tokens) for w in USER_TEXTS if w != "L"}
     long_target = profile.long_tokens - (template_tokens or 0) - sizes["A"].tokens
@@ -188,18 +203,43 @@ class ProbeFit:
         return lambda content: round(len(content) * self.tokens_per_char)
 
 
-def probe_fit(send: Send) -> ProbeFit:
-    """Two salted probe requests of different sizes; raises CalibrationError when usage is missing."""
-    salt = secrets.token_hex(4)
+def probe_segments(profile: Profile) -> int:
+    """Whole corpus segments in each text of the large probe: about a third of the system prompt's
+    tokens per text (a segment is about 45 words, 60 tokens), at least one: SmolLM2's long request
+    on the ``tiny`` profile comes within 1 % with two segments, 2.5 % with one.
+
+    Whole segments, because a segment's sentinel costs several tokens: a slope measured over a cut
+    segment misjudges tokens per character by several per cent (docs/mlx-engines.md)."""
+    return max(1, round(profile.system_tokens / 3 / TOKENS_PER_SEGMENT))
+
+
+def segments_words(which: str, n: int) -> int:
+    """Body words of text ``which`` (A, B, X, Y, Z, L) made of its first ``n`` whole segments."""
+    return sum(len(segment(LABELS[which], i).split()) for i in range(n))
+
+
+def probe_fit(send: Send, profile: Profile) -> ProbeFit:
+    """Two salted probe requests shaped like the protocol's (a salted system prompt A, and the long
+    corpus L as the user message), differing only in body length; raises CalibrationError when
+    usage is missing.
+
+    Shaped like the real requests so that the intercept is what a request carries besides its texts
+    (chat template and salt) *with* a system message: SmolLM2's template inserts a default system
+    prompt into a request without one, 17 tokens the real requests never carry. The slope is the
+    tokens per character of the corpus's own prose and sentinels, over whole segments of L, the
+    text most of the long request is made of (probes whose sentinels held a salt, as they once did,
+    overstated it by 10 %: the ``tiny`` long request came out at 935 tokens on mlx-lm).
+    """
+    salt = f"{secrets.token_hex(8)}-r0"  # shaped like the protocol's salts (agentic.py ``_salt``)
     points: list[tuple[int, int]] = []
-    for words in PROBE_WORDS:
-        content = body_text(f"PROBE-{salt} calibration-probe", words)
-        record = send(content)
+    for n in (0, probe_segments(profile)):
+        system, user = f"{salt} {text('A', segments_words('A', n))}", text("L", segments_words("L", n))
+        record = send(system, user)
         if not record.ok:
             raise CalibrationError(f"the probe request failed: {record.error_kind}: {record.error}")
         if record.prompt_tokens is None:
             raise CalibrationError("the probe request reported no usage.prompt_tokens")
-        points.append((len(content), record.prompt_tokens))
+        points.append((len(system) + len(user), record.prompt_tokens))
     (c1, p1), (c2, p2) = points
     per_char = (p2 - p1) / (c2 - c1)
     if not 0.05 <= per_char <= 2.0:
@@ -239,13 +279,14 @@ def calibrate(
     counter = tokenize_counter(http, base_url)
     if counter is not None:
         try:
-            return plan(profile, counter, "tokenize", context=context)
+            salt = counter(f"{SALT_SAMPLE} ")
+            return plan(profile, counter, "tokenize", template_tokens=salt, context=context)
         except CalibrationError as exc:
             notes.append(f"tokenize: {exc}")
     else:
         notes.append("no usable POST /tokenize")
     try:
-        fit = probe_fit(send)
+        fit = probe_fit(send, profile)
         note = "; ".join(notes)
         return plan(
             profile, fit.counter(), "prompt_tokens", template_tokens=fit.template_tokens, context=context, note=note

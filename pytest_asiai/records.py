@@ -88,7 +88,8 @@ class RequestRecord:
     """Reasoning text, bounded to ``MAX_STORED_CONTENT`` characters (agent loops replay it in history)."""
     tool_calls: tuple[ToolCall, ...] = field(default=())
     malformed_lines: int = 0
-    """SSE data lines that were not JSON: skipped, but counted so a sloppy engine shows."""
+    """SSE data lines that were not JSON (skipped) plus invalid UTF-8 sequences (each replaced by
+    U+FFFD): counted so a sloppy engine shows."""
 
     @property
     def ok(self) -> bool:

@@ -207,6 +207,12 @@ def _empty_case(case_id: str) -> dict[str, Any]:
     }
 
 
+def repeats_done(phase: Mapping[str, Any]) -> set[int]:
+    """The repeats of a phase event that have a run or the reason they sent nothing."""
+    done = {r["repeat"] for r in phase.get("runs", []) if isinstance(r.get("repeat"), int)}
+    return done | {int(m) for e in phase.get("errors", []) for m in re.findall(r" repeat (\d+):", str(e))[:1]}
+
+
 class ReportModel:
     """Folds events into the report structure; also used to rebuild a report from its log."""
 
@@ -216,6 +222,27 @@ class ReportModel:
         self.incidents: list[dict[str, Any]] = []
         self.changed: set[str] = set()
         """Cases changed since the last validated write."""
+        self.phase_origin: dict[tuple[str, str], str | None] = {}
+        """Which process (``origin``, see :mod:`pytest_asiai.spool`) measured each reported phase."""
+
+    def is_remeasured(self, case_id: str, event: Mapping[str, Any]) -> bool:
+        """Whether a phase event re-runs a phase another process already finished measuring.
+
+        One case's phases are measured by one process, except after an xdist worker crash: the
+        replacement worker measures the case again from its first phase, because every phase
+        depends on the engine's cache state left by the ones before it (and a managed engine died
+        with the crashed worker, see :mod:`pytest_asiai.orphans`). The rule (docs/hostile-input.md):
+        a phase the dead worker finished (a run or a reason for every repeat) keeps the dead
+        worker's measurement, taken in its designed order; the replacement's re-run only rebuilt
+        the cache state and stays in the events log, so no measurement is lost or counted twice. A
+        phase the dead worker left unfinished is taken whole from the replacement.
+        """
+        name, origin = event["phase"]["name"], event.get("origin")
+        key = (case_id, name)
+        if key not in self.phase_origin or self.phase_origin[key] in (None, origin) or origin is None:
+            return False
+        kept = self.cases[case_id]["phases"][name]
+        return len(repeats_done(kept)) >= (self.cases[case_id].get("runs") or 1)
 
     def apply(self, case_id: str | None, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
@@ -228,9 +255,10 @@ class ReportModel:
         self.changed.add(case_id)
         if kind == "case":
             case.update({k: event.get(k) for k in ("case", "engine", "profile", "runs")})
-        elif kind == "phase":
+        elif kind == "phase" and not self.is_remeasured(case_id, event):
             phase = event["phase"]
             case["phases"][phase["name"]] = phase
+            self.phase_origin[(case_id, phase["name"])] = event.get("origin")
         elif kind == "result":
             # Suites beyond the phases (gates, burst, toolcall, regression) report under a section.
             case["results"].setdefault(event["section"], {})[event["key"]] = event["value"]
@@ -398,7 +426,26 @@ class ReportCollector:
         if case_id is not None:
             test = {"type": "test", "nodeid": plain_nodeid(report.nodeid), "outcome": "failed", "message": message}
             test["name"] = test["nodeid"].rsplit("::", 1)[-1]
+            if self._measured_before_crash(case_id, test["name"]):
+                test["outcome"] = "interrupted"
+                test["message"] = f"{message} (after its phase was measured: the report keeps that measurement)"
             self.add(case_id, [test])
+
+    def _measured_before_crash(self, case_id: str, test_name: str) -> bool:
+        """Whether a crashed ``test_phase[<case>-<phase>]`` had its phase measured, every run ok.
+
+        Its worker died later in the test (the first phase test runs every planned phase). The
+        measurement stands (see :meth:`ReportModel.is_remeasured`), so the test is shown cut short
+        (``interrupted``), not ``failed`` next to a valid phase; the run still fails (xdist reports the
+        crash). A phase with a failed request, or none, leaves the test ``failed``.
+        """
+        suffix = test_name.partition(f"[{case_id}-")[2].removesuffix("]")
+        phase = self.model.cases.get(case_id, {}).get("phases", {}).get(suffix)
+        if not test_name.startswith("test_phase[") or phase is None:
+            return False
+        runs = phase.get("runs") or []
+        repeats = self.model.cases[case_id].get("runs") or 1
+        return len(runs) >= repeats and not phase.get("errors") and all(r.get("ok") for r in runs)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:

@@ -38,7 +38,17 @@ class SSEDecoder:
     current event's data lines) makes the result independent of how the stream was chunked.
     """
 
-    __slots__ = ("_data", "_data_size", "_decode", "_decoder", "_limit", "_partial", "_partial_size", "_skip_lf")
+    __slots__ = (
+        "_data",
+        "_data_size",
+        "_decode",
+        "_decoder",
+        "_limit",
+        "_partial",
+        "_partial_size",
+        "_skip_lf",
+        "invalid_utf8",
+    )
 
     def __init__(self, max_line_chars: int = MAX_LINE_CHARS) -> None:
         self._limit = max_line_chars
@@ -53,14 +63,21 @@ class SSEDecoder:
         self._data_size = 0
         self._skip_lf = False
         """The previous text ended with ``\\r``: a leading ``\\n`` now completes that CRLF."""
+        self.invalid_utf8 = 0
+        """Invalid UTF-8 sequences replaced by U+FFFD so far (issue 14: they were replaced silently)."""
 
     def feed(self, data: bytes) -> list[str]:
         """Return the payloads of the events that these bytes complete (often none or one)."""
-        return self._feed_text(self._decode(data))
+        text = self._decode(data)
+        if "\ufffd" in text:  # rare: tell replacements from a U+FFFD the engine really sent
+            self.invalid_utf8 += max(0, text.count("\ufffd") - data.count(b"\xef\xbf\xbd"))
+        return self._feed_text(text)
 
     def flush(self) -> list[str]:
         """End of stream: finish the last line and emit an event left without its blank line."""
-        out = self._feed_text(self._decode(b"", True))
+        text = self._decode(b"", True)
+        self.invalid_utf8 += text.count("\ufffd")  # an unfinished sequence at the end of the stream
+        out = self._feed_text(text)
         tail = "".join(self._partial)
         self._partial.clear()
         self._partial_size = 0

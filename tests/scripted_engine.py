@@ -14,6 +14,8 @@ Tokenizer, deliberately trivial so tests can predict every count exactly:
   ``<|assistant|>`` (the generation prompt): ``sum(2 + tokens(content)) + 1`` tokens. Content
   given as a list of parts counts its ``text`` parts; an assistant message's ``tool_calls`` add
   the tokens of each function name and arguments string; request ``tools`` are not counted;
+* ``Behaviour.default_system_prompt``: the template inserts this system message before a request
+  that has none (as SmolLM2's does);
 * so two prompts with the same system message share ``2 + tokens(system) + 1`` leading tokens
   (system marker, system words, end marker, user marker).
 
@@ -103,6 +105,7 @@ class Behaviour:
     sse_comments: bool = False  # `: ping` before every event
     no_space_after_colon: bool = False  # `data:{...}`
     role_chunk: bool = True  # role-only chunk, written together with the first token
+    default_system_prompt: str | None = None  # the template's own, before a request without one (SmolLM2)
     # concurrency
     slots: int = 1  # parallel slots; more requests queue in strict FIFO order
 
@@ -134,9 +137,14 @@ def _message_text(message: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def prompt_tokens(messages: list[dict[str, Any]]) -> list[str]:
-    """Token list of a chat prompt; template markers make common prefixes behave like a real cache."""
+def prompt_tokens(messages: list[dict[str, Any]], default_system: str | None = None) -> list[str]:
+    """Token list of a chat prompt; template markers make common prefixes behave like a real cache.
+
+    ``default_system``: a system message the template inserts when the request has none (SmolLM2's
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face")."""
     tokens: list[str] = []
+    if default_system is not None and not (messages and messages[0].get("role") == "system"):
+        tokens += ["<|system|>", *_TOKEN_RE.findall(default_system), "<|end|>"]
     for message in messages:
         tokens.append(f"<|{message.get('role', 'user')}|>")
         tokens += _TOKEN_RE.findall(_message_text(message))
@@ -601,9 +609,9 @@ class ScriptedEngine:
         return count_tokens(text)
 
     @staticmethod
-    def count_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    def count_prompt_tokens(messages: list[dict[str, Any]], default_system: str | None = None) -> int:
         """Prompt tokens the scripted tokenizer assigns to these chat messages."""
-        return len(prompt_tokens(messages))
+        return len(prompt_tokens(messages, default_system))
 
     def start(self) -> ScriptedEngine:
         """Bind a free loopback port and serve from a background thread."""
@@ -650,14 +658,15 @@ class ScriptedEngine:
         method: str,
         path: str,
         status: int,
-        body: dict[str, Any] | str,
+        body: dict[str, Any] | str | bytes,
         headers: dict[str, str] | None = None,
     ) -> None:
-        """Serve a canned response (dict as JSON, str as text); overrides built-in endpoints."""
+        """Serve a canned response (dict as JSON, str as text, bytes as they are, even invalid UTF-8);
+        overrides built-in endpoints."""
         kind = "application/json" if isinstance(body, dict) else "text/plain; charset=utf-8"
-        raw = _dumps(body) if isinstance(body, dict) else body
+        raw = body if isinstance(body, bytes) else (_dumps(body) if isinstance(body, dict) else body).encode()
         headers = {k.title(): v for k, v in (headers or {}).items()}
-        self._routes[(method.upper(), path)] = _Route(status, raw.encode(), {"Content-Type": kind, **headers})
+        self._routes[(method.upper(), path)] = _Route(status, raw, {"Content-Type": kind, **headers})
 
     # ---- thread and loop
 
@@ -743,7 +752,7 @@ class ScriptedEngine:
         b = scripted or self.behaviour
         self.requests.append({**body, "_received_ns": req.received_ns})
         await _sleep_ms(b.headers_delay_ms)
-        prompt = prompt_tokens(body["messages"])
+        prompt = prompt_tokens(body["messages"], b.default_system_prompt)
         status, message = self._refusal(b, body, prompt)
         if status:
             await _respond(writer, status, _error_body(status, message), {}, req.keep_alive)

@@ -53,7 +53,7 @@ def words(n: int) -> str:
     return "".join(w + " " for w in scripted_words(n))
 
 
-def sse_route(engine: ScriptedEngine, text: str, status: int = 200) -> None:
+def sse_route(engine: ScriptedEngine, text: str | bytes, status: int = 200) -> None:
     engine.set_route("POST", "/v1/chat/completions", status, text, {"Content-Type": "text/event-stream"})
 
 
@@ -358,6 +358,27 @@ def test_stream_without_any_token_is_a_protocol_error(engine: ScriptedEngine, ru
     record = run(engine.base_url)
     assert record.error_kind == "protocol"
     assert record.error == "stream ended without any token"
+
+
+def test_stop_without_any_token_is_not_a_valid_empty_answer(engine: ScriptedEngine, run: Run) -> None:
+    """Issue 14: a stream that says ``stop`` but carried no token was stored ``ok``."""
+    sse_route(engine, f"data: {chunk({'role': 'assistant'}, finish='stop')}\n\ndata: [DONE]\n\n")
+    record = run(engine.base_url)
+    assert not record.ok
+    assert record.error_kind == "protocol"
+    assert record.error == "stream ended with finish_reason 'stop' and no token"
+
+
+def test_invalid_utf8_is_counted_with_the_malformed_lines(engine: ScriptedEngine, run: Run) -> None:
+    """Issue 14: invalid UTF-8 was replaced silently; a real U+FFFD sent by the engine is not counted."""
+    bad = b"data: " + chunk({"content": "a\ufffd"}).encode() + b"\n\n"
+    bad += b'data: {"choices": [{"index": 0, "delta": {"content": "b\xff\xfe"}, "finish_reason": null}]}\n\n'
+    bad += b"data: " + chunk({}, finish="stop").encode() + b"\n\ndata: [DONE]\n\n"
+    sse_route(engine, bad)
+    record = run(engine.base_url)
+    assert record.ok, record.error
+    assert record.content.startswith("a\ufffdb")
+    assert record.malformed_lines == 2  # \xff and \xfe: two invalid sequences, each replaced by U+FFFD
 
 
 def test_empty_answer_with_finish_reason_is_ok(engine: ScriptedEngine, run: Run) -> None:

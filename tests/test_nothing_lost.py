@@ -4,6 +4,7 @@ failure recorded."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -30,13 +31,14 @@ sys.path.insert(0, {str(TESTS_DIR)!r})
 import scripted_engine as se
 
 port, die_on = int(sys.argv[1]), int(sys.argv[2])
+decode_ms = float(sys.argv[3]) if len(sys.argv) > 3 else 25.0
 _start_server = asyncio.start_server
 
 async def start_server(cb, host, _port, **kw):
     return await _start_server(cb, host, port, **kw)
 
 se.asyncio.start_server = start_server
-engine = se.ScriptedEngine(se.Behaviour(decode_ms_per_token=25)).start()
+engine = se.ScriptedEngine(se.Behaviour(decode_ms_per_token=decode_ms)).start()
 while len(engine.requests) < die_on:
     time.sleep(0.005)
 time.sleep(0.3)
@@ -44,10 +46,10 @@ os._exit(137)
 """
 
 
-def dying_engine_toml(script: Path, die_on: int) -> str:
+def dying_engine_toml(script: Path, die_on: int, decode_ms: float = 25.0) -> str:
     return (
         'profile = "smoke"\n[[engines]]\nname = "dying"\nkind = "llamacpp"\ndeadline_s = 20\n'
-        f'[engines.managed]\ncommand = ["{sys.executable}", "{script}", "{{port}}", "{die_on}"]\n'
+        f'[engines.managed]\ncommand = ["{sys.executable}", "{script}", "{{port}}", "{die_on}", "{decode_ms}"]\n'
         'startup_timeout_s = 30\n[[engines.models]]\nname = "m"\n'
     )
 
@@ -146,6 +148,58 @@ def test_crashed_xdist_worker_loses_nothing(pytester, scripted_engine):
     assert not (pytester.path / "r.json.spool").exists()
 
 
+# The first worker dies as it is about to send warm, inside test_phase[cold], after cold was measured;
+# the flag file makes the replacement worker carry on.
+CRASH_BEFORE_WARM = """
+import os
+from pathlib import Path
+
+import pytest_asiai.agentic as agentic
+
+FLAG = Path(__file__).with_name("crashed-once")
+_run_one = agentic.Agentic._run_one
+
+def _run_one_or_crash(self, spec, repeat):
+    if spec.name == "warm" and not FLAG.exists():
+        FLAG.write_text(str(os.getpid()))
+        os._exit(3)
+    return _run_one(self, spec, repeat)
+
+agentic.Agentic._run_one = _run_one_or_crash
+"""
+
+
+def test_crashed_worker_phases_are_kept_not_remeasured_nor_failed(pytester, scripted_engine):
+    """The replacement re-runs cold (warm needs its cache state) but the report keeps the dead
+    worker's cold measurement, once, and does not call the test that measured it failed."""
+    pytester.makefile(".toml", engines=engines_toml(("scripted", scripted_engine.base_url)))
+    copy_suite(pytester.path, "test_agentic.py")
+    pytester.makeconftest(CRASH_BEFORE_WARM)
+    result = pytester.runpytest("-n", "2", "-m", "agentic", "-k", "cold or warm", "--asiai-json=r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()  # a crash fails the run
+    dead_pid = (pytester.path / "crashed-once").read_text()
+    report = load_valid(pytester.path / "r.json")
+    (case,) = report["cases"]
+    logged = [e for e in _log_events(log_path_for(pytester.path / "r.json")) if e.get("type") == "phase"]
+    colds = [e for e in logged if e["phase"]["name"] == "cold"]
+    assert len(colds) == 2, "the replacement re-ran cold; its run is in the events log"
+    first = colds[0]
+    assert first["origin"].endswith(f"-{dead_pid}"), "measured by the worker that died"
+    assert case["phases"]["cold"] == first["phase"], "the dead worker's measurement is the one reported"
+    assert len(case["phases"]["cold"]["runs"]) == 1 and case["phases"]["warm"]["runs"][0]["ok"]
+    outcomes = dict(outcomes_by_case(report)["scripted-m-mtp_off"])
+    assert outcomes["test_phase[scripted-m-mtp_off-cold]"] == "interrupted", outcomes
+    assert outcomes["test_phase[scripted-m-mtp_off-warm]"] == "passed", outcomes
+    assert "worker_crash" in [i["kind"] for i in report["incidents"]]
+    rebuilt = pytester.path / "rebuilt.json"
+    assert cli.main(["rebuild", str(log_path_for(pytester.path / "r.json")), "-o", str(rebuilt)]) == 0
+    assert load_valid(rebuilt)["cases"][0]["phases"]["cold"] == first["phase"], "rebuild keeps the same one"
+
+
+def _log_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 ONE_TEST_TWO_PHASES = """
 def test_cold_then_warm(agentic):
     agentic.phase("cold")
@@ -171,13 +225,23 @@ def test_sigkilled_run_is_rebuilt_from_its_log_and_spool(pytester, scripted_engi
     assert case["phases"]["cold"]["runs"][0]["ok"] and case["engine"]["version"] == "b11434"
 
 
-def test_sigterm_mid_phase_stops_the_managed_engine_and_keeps_the_report(pytester):
-    """A CI time limit or ``kill``: the run unwinds like Ctrl-C and leaves no engine behind."""
+# Each answer of the SIGTERM test's engine streams for about 64 x 0.15 = 9.6 s: a run that waited for
+# the running request (or for xdist's 10 s worker teardown) could not end within SIGTERM_EXIT_S.
+SIGTERM_DECODE_MS = 150.0
+SIGTERM_EXIT_S = 6.0
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "n2"])
+def test_sigterm_mid_phase_stops_the_managed_engine_and_keeps_the_report(pytester, xdist):
+    """A CI time limit or ``kill`` (to pytest alone, not its group): the run unwinds like Ctrl-C at
+    once, under ``-n`` too, and leaves no engine behind."""
     script = pytester.path / "engine.py"
     script.write_text(DYING_ENGINE, encoding="utf-8")
-    pytester.makefile(".toml", engines=dying_engine_toml(script, die_on=10_000))  # it never dies on its own
+    toml = dying_engine_toml(script, die_on=10_000, decode_ms=SIGTERM_DECODE_MS)  # it never dies on its own
+    pytester.makefile(".toml", engines=toml)
     copy_suite(pytester.path, "test_agentic.py")
-    proc = _start(pytester, "-m", "agentic", "-k", "cold or warm", "--asiai-json=r.json")
+    args = ["-m", "agentic", "-k", "cold or warm", "--asiai-json=r.json", "-p", "no:hypothesispytest"]
+    proc = _start(pytester, *args, *xdist)
     deadline = time.monotonic() + 60
     pid = None
     while pid is None and time.monotonic() < deadline and proc.poll() is None:
@@ -185,11 +249,15 @@ def test_sigterm_mid_phase_stops_the_managed_engine_and_keeps_the_report(pyteste
         pid = _managed_engine_pid(pytester.path)
     assert pid is not None and psutil.pid_exists(pid), "the managed engine never started"
     _wait_for_spooled_phase(spool_dir_for(pytester.path / "r.json"), "cold", proc)
-    time.sleep(0.5)  # into the second phase's stream (each answer streams for about 1.5 s)
+    time.sleep(0.5)  # into the second phase's stream
     proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
     try:
         out = proc.communicate(timeout=60)[0].decode(errors="replace")
+        took = time.monotonic() - signalled
+        print(f"SIGTERM to exit: {took:.1f} s")
         assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+        assert took < SIGTERM_EXIT_S, f"SIGTERM to exit took {took:.1f} s: {out[-2000:]}"
         assert _gone(pid), "the engine the plugin started was stopped"
     finally:
         if not _gone(pid, timeout_s=0):

@@ -141,7 +141,7 @@ def record(prompt_tokens: int | None, error: str | None = None) -> RequestRecord
 
 
 def test_probe_fit_recovers_tokens_per_character_and_template_tokens():
-    fit = cal.probe_fit(lambda content: record(round(len(content) * 0.3) + 9))
+    fit = cal.probe_fit(lambda system, user: record(round(len(system + user) * 0.3) + 9), PROFILES["smoke"])
     assert fit.tokens_per_char == pytest.approx(0.3, rel=0.01) and fit.template_tokens == pytest.approx(9, abs=1)
     assert fit.counter()("x" * 1000) == pytest.approx(300, abs=1)
 
@@ -156,7 +156,7 @@ def test_probe_fit_recovers_tokens_per_character_and_template_tokens():
 )
 def test_probe_fit_refuses_what_it_cannot_use(answer, message):
     with pytest.raises(cal.CalibrationError, match=message):
-        cal.probe_fit(lambda content: answer)
+        cal.probe_fit(lambda system, user: answer, PROFILES["smoke"])
 
 
 def test_server_root_strips_v1():
@@ -220,11 +220,11 @@ def test_calibrate_falls_back_from_tokenize_to_probes_to_estimate():
     words = {("POST", "/tokenize"): httpx.Response(200, json={"tokens": list(range(40))})}
     with mock_http(words) as http:
         # A counter that answers 40 for everything cannot fit; the probes can.
-        result = cal.calibrate(profile, http, "http://e:1", lambda c: record(len(c) // 4 + 5), None)
+        result = cal.calibrate(profile, http, "http://e:1", lambda s, u: record(len(s + u) // 4 + 5), None)
     assert result.method == "prompt_tokens" and "tokenize:" in (result.note or "")
     assert result.request_tokens("A", "X") == pytest.approx(profile.system_tokens + profile.user_tokens, rel=0.02)
     with mock_http({}) as http:
-        result = cal.calibrate(profile, http, "http://e:1", lambda c: record(None), 6000)
+        result = cal.calibrate(profile, http, "http://e:1", lambda s, u: record(None), 6000)
     assert result.method == "estimate" and result.context == 6000
     assert result.note == (
         "no usable POST /tokenize; prompt_tokens: the probe request reported no usage.prompt_tokens; "

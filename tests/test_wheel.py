@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -43,6 +44,9 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    # setuptools builds in the tree's build/ (gitignored); a module deleted since an earlier build would
+    # otherwise still be copied from build/lib into the wheel.
+    shutil.rmtree(REPO / "build" / "lib", ignore_errors=True)
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)])
     (built,) = out.glob("pytest_asiai-*.whl")
     return built
