@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from real_engine import copy_suites
@@ -129,8 +131,10 @@ def test_no_command_is_a_usage_error(capsys):
 
 
 def test_console_script_is_installed(report_file):
-    exe = shutil.which("pytest-asiai")
-    assert exe, "pytest-asiai is not on PATH: pip install -e ."
+    # The script sits beside the interpreter that runs the tests (a venv's bin/ need not be on PATH).
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    exe = shutil.which("pytest-asiai", path=search)
+    assert exe, "pytest-asiai is not installed beside this Python nor on PATH: pip install -e ."
     done = subprocess.run([exe, "validate", str(report_file)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "valid pytest-asiai report" in done.stdout
 

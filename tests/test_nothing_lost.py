@@ -76,8 +76,19 @@ def _start(pytester: pytest.Pytester, *args: str) -> subprocess.Popen[bytes]:
     """pytest in its own process group, like a terminal's foreground job."""
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
     return pytester.popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        # A shell's background job ignores SIGINT, and Python keeps an ignored SIGINT ignored: give the
+        # child the default disposition so Ctrl-C reaches it however this test itself was started.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_requests(engine, n: int, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
