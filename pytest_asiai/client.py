@@ -475,8 +475,8 @@ request_headers = _headers
 
 
 @dataclass(frozen=True, slots=True)
-class _Endpoint:
-    """Where the chat requests go, resolved once from the base URL."""
+class Endpoint:
+    """Where the chat requests go, resolved once from the URL (the sync client and the burst dispatcher)."""
 
     host: str
     port: int
@@ -485,7 +485,12 @@ class _Endpoint:
     tls: bool
 
     @classmethod
-    def of(cls, url: str) -> _Endpoint:
+    def for_chat(cls, base_url: str) -> Endpoint:
+        """The chat completions endpoint of an engine's base URL."""
+        return cls.of(chat_url(base_url))
+
+    @classmethod
+    def of(cls, url: str) -> Endpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r}: not an http(s) URL with a host")
@@ -505,7 +510,7 @@ class _Connection:
         self.reused = False
 
     @classmethod
-    def open(cls, endpoint: _Endpoint, timeout_s: float, tls: ssl.SSLContext | None) -> _Connection:
+    def open(cls, endpoint: Endpoint, timeout_s: float, tls: ssl.SSLContext | None) -> _Connection:
         sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -572,10 +577,10 @@ class StreamingClient:
         self._headers = {**_headers(api_key), **_JSON, "User-Agent": _USER_AGENT}
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
-        self._endpoint: _Endpoint | None = None
+        self._endpoint: Endpoint | None = None
         self._tls: ssl.SSLContext | None = None
         try:
-            self._endpoint = _Endpoint.of(self.url)
+            self._endpoint = Endpoint.of(self.url)
         except ValueError as exc:
             self._bad_url = str(exc)
         else:

@@ -22,12 +22,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import h11
 
 from . import __version__
-from .client import DeadlineExceeded, StreamAccumulator, Timeouts, chat_url, encode_body, request_headers
+from .client import DeadlineExceeded, Endpoint, StreamAccumulator, Timeouts, encode_body, request_headers
 from .records import RequestRecord
 
 __all__ = ["BurstDispatch", "DispatchedCall", "Endpoint", "dispatch", "run_dispatch"]
@@ -35,27 +34,6 @@ __all__ = ["BurstDispatch", "DispatchedCall", "Endpoint", "dispatch", "run_dispa
 _perf_ns = time.perf_counter_ns
 _MAX_ERROR_BODY = 64 * 1024
 _DEFAULT_TIMEOUTS = Timeouts()
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a burst's chat requests go, resolved once from the case's base URL."""
-
-    host: str
-    port: int
-    target: str
-    authority: str
-    tls: bool
-
-    @classmethod
-    def of(cls, base_url: str) -> Endpoint:
-        url = urlsplit(chat_url(base_url))
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"{base_url!r}: not an http(s) URL")
-        tls = url.scheme == "https"
-        port = url.port or (443 if tls else 80)
-        target = url.path + (f"?{url.query}" if url.query else "")
-        return cls(url.hostname, port, target, url.netloc.rpartition("@")[2], tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +266,7 @@ async def dispatch(
 ) -> BurstDispatch:
     """Prepare every call (request bytes, open connection), release them at once, wait for all to end."""
     loop = asyncio.get_running_loop()
-    endpoint = Endpoint.of(base_url)
+    endpoint = Endpoint.for_chat(base_url)
     headers = request_headers(api_key)
     calls = [
         _Call(i, (endpoint, headers, encode_body(body)), timeouts.deadline_s, loop.create_future())

@@ -166,12 +166,12 @@ def test_throughput_cross_checks_but_never_overturns_the_timing():
 
 
 def test_endpoint_from_base_url():
-    assert Endpoint.of("http://127.0.0.1:8080") == Endpoint(
+    assert Endpoint.for_chat("http://127.0.0.1:8080") == Endpoint(
         "127.0.0.1", 8080, "/v1/chat/completions", "127.0.0.1:8080", False
     )
-    assert Endpoint.of("https://host/v1").port == 443
+    assert Endpoint.for_chat("https://host/v1").port == 443
     with pytest.raises(ValueError, match="not an http"):
-        Endpoint.of("ftp://host")
+        Endpoint.for_chat("ftp://host")
 
 
 def test_no_request_leaves_before_the_release_and_all_leave_together(scripted_engine):
