@@ -4,7 +4,7 @@ Measures, for many bursts against a local endpoint (the scripted test engine, ru
 so it does not compete with the client for the GIL), the time from the release to the moment each
 request was written to its socket:
 
-* ``lean``: ``pytest_asiai.dispatch`` (what the burst suite uses): connections opened before the
+* ``lean``: ``pytest_asiai.wire.dispatch`` (what the burst suite uses): connections opened before the
   release, requests serialized before it, one synchronous write loop at the release;
 * ``barrier``: the same pre-opened calls, but each call is its own task behind an ``asyncio.Barrier``
   and writes when the barrier wakes it (what "release through a barrier" costs in task switches);
@@ -30,8 +30,8 @@ from typing import Any
 
 import httpx
 
-from pytest_asiai.client import Timeouts, encode_body, request_headers
-from pytest_asiai.dispatch import Endpoint, _Call, dispatch
+from pytest_asiai.wire.client import Timeouts, encode_body, request_headers
+from pytest_asiai.wire.dispatch import Endpoint, _Call, dispatch
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUTS = Timeouts(connect_s=10.0, deadline_s=60.0)

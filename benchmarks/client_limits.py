@@ -80,7 +80,7 @@ SCENARIOS = {
 
 def child(url: str, deadline_s: float) -> None:
     """Runs in the child: one request, then its figures as one JSON line."""
-    from pytest_asiai.client import StreamingClient, Timeouts
+    from pytest_asiai.wire.client import StreamingClient, Timeouts
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()

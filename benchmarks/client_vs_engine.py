@@ -28,12 +28,12 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_asiai import metrics
-from pytest_asiai.client import StreamingClient
-from pytest_asiai.managed import EngineManager
-from pytest_asiai.matrix import Case, ManagedSpec, default_cache_dir
-from pytest_asiai.prompts import estimate_words, text
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.agentic.prompts import estimate_words, text
+from pytest_asiai.config.matrix import Case, ManagedSpec, default_cache_dir
+from pytest_asiai.engines.managed import EngineManager
+from pytest_asiai.measure import metrics
+from pytest_asiai.wire.client import StreamingClient
+from pytest_asiai.wire.records import RequestRecord
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pytest_asiai.probes import DEFAULT_INTERVAL_S, CaseProbe, EngineLocator, LiveProbes
+from pytest_asiai.measure.samplers import DEFAULT_INTERVAL_S, CaseProbe, EngineLocator, LiveProbes
 
 ENGINE = """
 import socket, subprocess, sys, time

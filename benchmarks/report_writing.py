@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from report_helpers import META, phase_dict, request_record
 
-from pytest_asiai.protocol import PHASE_NAMES
-from pytest_asiai.report import ReportCollector, log_path_for, rebuild
+from pytest_asiai.agentic.protocol import PHASE_NAMES
+from pytest_asiai.report.writer import ReportCollector, log_path_for, rebuild
 
 
 def events(cases: int, runs: int, tokens: int) -> list[tuple[str, dict]]:

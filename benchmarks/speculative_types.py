@@ -4,7 +4,7 @@
 
 For each setting (off, the same-model draft the demo used, and llama.cpp's draft-free n-gram types)
 it starts the server, sends the demo's kind of request (system prompt A + user message X from
-pytest_asiai/prompts.py, temperature 0, 64 tokens) twice (cold, then warm), and prints the engine's own
+pytest_asiai/agentic/prompts.py, temperature 0, 64 tokens) twice (cold, then warm), and prints the engine's own
 ``timings``: decode tok/s (``predicted_per_second``), ``draft_n`` and ``draft_n_accepted``. Acceptance
 does not depend on machine load; the decode rate does (compare settings within one run only).
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from pytest_asiai.matrix import default_cache_dir
-from pytest_asiai.prompts import text
+from pytest_asiai.agentic.prompts import text
+from pytest_asiai.config.matrix import default_cache_dir
 
 SETTINGS: dict[str, list[str]] = {
     "off": [],

@@ -7,7 +7,7 @@ decoding, so that every event arrives in its own read. Each arm reads the stream
 the process CPU time it took (user + system, ``time.process_time``) is divided by the SSE lines
 (events) read. Arms alternate for ``--rounds`` rounds; the medians are printed.
 
-* ``project``: :class:`pytest_asiai.client.StreamingClient` (socket + h11 + the project's SSE
+* ``project``: :class:`pytest_asiai.wire.client.StreamingClient` (socket + h11 + the project's SSE
   decoder and accumulator: everything a phase records);
 * ``stdlib``: ``http.client`` reading line by line, a ``perf_counter_ns`` per line and ``json.loads``
   of each data payload (the reference reader of issue 15);
@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from pytest_asiai.client import StreamingClient, Timeouts
+from pytest_asiai.wire.client import StreamingClient, Timeouts
 
 BODY: dict[str, Any] = {"model": "smollm2", "messages": [{"role": "user", "content": "go"}], "max_tokens": 2000}
 

@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .baseline import BaselineError, compare_reports, comparison_lines, load_report, parse_tolerances
-from .html import write_html
-from .init import main as init_main
-from .matrix import MatrixError, load_matrix
-from .report import atomic_write, dump_report, output_problem, rebuild, schema_problem
-from .table import summary_lines
+from pytest_asiai.config.matrix import MatrixError, load_matrix
+from pytest_asiai.engines.init import main as init_main
+from pytest_asiai.report.baseline import BaselineError, compare_reports, comparison_lines, load_report, parse_tolerances
+from pytest_asiai.report.html import write_html
+from pytest_asiai.report.table import summary_lines
+from pytest_asiai.report.writer import atomic_write, dump_report, output_problem, rebuild, schema_problem
 
 
 class CliError(Exception):
@@ -110,9 +110,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def run_detect(argv: list[str]) -> int:
-    """``detect`` belongs to :mod:`pytest_asiai.detect`; its arguments are passed through untouched."""
+    """``detect`` belongs to :mod:`pytest_asiai.engines.detect`; its arguments are passed through untouched."""
     try:
-        detect = importlib.import_module("pytest_asiai.detect")
+        detect = importlib.import_module("pytest_asiai.engines.detect")
     except ImportError as exc:
         raise CliError(f"detect is not available in this installation ({exc})") from None
     entry: Callable[[list[str]], int] = detect.main

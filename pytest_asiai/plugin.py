@@ -11,21 +11,25 @@ from typing import Any
 
 import pytest
 
-from . import baseline, builtin_suites, burst, junit, options, pathargs, progress, termination
-from .baseline import asiai_baseline
-from .burst import burst_fixture
-from .distribute import choose_engine_scheduling, is_worker, wants_engine_scheduling
-from .fixtures import agentic, engine
-from .gates import GATE_NAMES, user_gate_event
-from .html import write_html
-from .matrix import Case, MatrixError, load_matrix, select_cases
-from .protocol import PHASE_NAMES, phase_names_for
-from .replay import ReplayError, load_replay
-from .report import make_collector, redactor_for, test_event, worker_spool
-from .session import AsiaiSession
-from .stash import COLLECTOR_KEY, SESSION_KEY, session_of
-from .table import summary_lines
-from .tiers import tiers_by_case
+from pytest_asiai.agentic.protocol import PHASE_NAMES, phase_names_for
+from pytest_asiai.agentic.replay import ReplayError, load_replay
+from pytest_asiai.burst import runner as burst
+from pytest_asiai.burst.runner import burst_fixture
+from pytest_asiai.config import options, pathargs
+from pytest_asiai.config.matrix import Case, MatrixError, load_matrix, select_cases
+from pytest_asiai.config.stash import COLLECTOR_KEY, SESSION_KEY, session_of
+from pytest_asiai.gates.core import GATE_NAMES, user_gate_event
+from pytest_asiai.report import baseline, junit
+from pytest_asiai.report.baseline import asiai_baseline
+from pytest_asiai.report.html import write_html
+from pytest_asiai.report.table import summary_lines
+from pytest_asiai.report.tiers import tiers_by_case
+from pytest_asiai.report.writer import make_collector, redactor_for, test_event, worker_spool
+from pytest_asiai.runtime import progress, termination
+from pytest_asiai.runtime import suites as builtin_suites
+from pytest_asiai.runtime.distribute import choose_engine_scheduling, is_worker, wants_engine_scheduling
+from pytest_asiai.runtime.fixtures import agentic, engine
+from pytest_asiai.runtime.session import AsiaiSession
 
 __all__ = ["agentic", "asiai_baseline", "burst_fixture", "engine"]
 
@@ -59,7 +63,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under ``-n``, unless the user chose a ``--dist`` mode: one worker per engine host."""
     if not wants_engine_scheduling(config):
         return None
-    from .scheduling import EngineGroupScheduling
+    from pytest_asiai.runtime.scheduling import EngineGroupScheduling
 
     return EngineGroupScheduling(config, log, {c.id: c.host_group for c in session_of(config).cases})
 
@@ -182,7 +186,7 @@ def pytest_collection_modifyitems_group_by_host(config: pytest.Config, items: li
     """Mark each test with its engine host's ``xdist_group``, for users who choose ``--dist loadgroup``.
 
     The plugin's own scheduler does not need the mark. First, so the marks exist when an xdist worker
-    turns them into ``@group`` node-id suffixes (on pytest < 9.2; see :mod:`pytest_asiai.scheduling`)."""
+    turns them into ``@group`` node-id suffixes (on pytest < 9.2; see :mod:`pytest_asiai.runtime.scheduling`)."""
     for item in items:
         case = case_of(item)
         if case is not None:

@@ -1,1 +1,1 @@
-"""The built-in suites; the wheel ships them as ``pytest_asiai.suites`` (see pytest_asiai/builtin_suites.py)."""
+"""The built-in suites; the wheel ships them as ``pytest_asiai.suites`` (see pytest_asiai/runtime/suites.py)."""

@@ -8,7 +8,7 @@ burst gates judge the same measurements (each size runs once per session) and re
 
 import pytest
 
-from pytest_asiai.burst import check, failure_message
+from pytest_asiai.burst.runner import check, failure_message
 
 pytestmark = pytest.mark.burst
 

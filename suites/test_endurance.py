@@ -11,7 +11,7 @@ Thresholds: ``--asiai-gate endurance_clean_pct=90`` (ini ``asiai_gates``, engine
 
 import pytest
 
-from pytest_asiai.endurance import GATES, SCENARIOS, check, endurance_fixture, failure_message
+from pytest_asiai.endurance.suite import GATES, SCENARIOS, check, endurance_fixture, failure_message
 
 endurance = endurance_fixture
 pytestmark = pytest.mark.endurance

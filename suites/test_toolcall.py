@@ -29,10 +29,11 @@ from typing import Any
 
 import pytest
 
-from pytest_asiai import ablation, instruct, toolcall
-from pytest_asiai.gates import conclude
-from pytest_asiai.stash import session_of
-from pytest_asiai.tools import BASIC, RECOVERY, STRESS
+from pytest_asiai.config.stash import session_of
+from pytest_asiai.gates.core import conclude
+from pytest_asiai.toolcall import ablation, instruct
+from pytest_asiai.toolcall import core as toolcall
+from pytest_asiai.toolcall.tools import BASIC, RECOVERY, STRESS
 
 pytestmark = pytest.mark.toolcall
 

@@ -14,7 +14,7 @@ from scripted_engine import ScriptedEngine
 # httpx no longer maps (a disconnect then escapes as httpcore.RemoteProtocolError). Importing httpcore
 # here keeps one copy for the whole test session.
 
-# The plugin adds its built-in suites to runs that name no test path (pytest_asiai/builtin_suites.py);
+# The plugin adds its built-in suites to runs that name no test path (pytest_asiai/runtime/suites.py);
 # the pytester projects of these tests choose their suites themselves (tests/test_builtin_suites.py
 # clears this to test the default).
 os.environ.setdefault("ASIAI_SUITES", "none")

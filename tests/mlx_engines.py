@@ -4,7 +4,7 @@
 converted to float32 safetensors) before the tests; when that set-up is missing, a test fails with
 the instruction to run it, it is never skipped (a missing engine is missing work).
 
-:func:`serve` launches one server through :mod:`pytest_asiai.managed` (the same code the plugin
+:func:`serve` launches one server through :mod:`pytest_asiai.engines.managed` (the same code the plugin
 uses for ``managed`` engines: free loopback port, health wait, process-group stop), so a test
 talks to the server a user's ``pytest --asiai-engines engines-mlx.toml`` would run.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_asiai.managed import EngineStartError, ManagedEngine
-from pytest_asiai.matrix import Case, default_cache_dir, load_matrix
+from pytest_asiai.config.matrix import Case, default_cache_dir, load_matrix
+from pytest_asiai.engines.managed import EngineStartError, ManagedEngine
 
 REPO = Path(__file__).resolve().parent.parent
 

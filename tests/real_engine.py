@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_asiai.matrix import default_cache_dir
+from pytest_asiai.config.matrix import default_cache_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SUITES = REPO / "suites"

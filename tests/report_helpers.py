@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_asiai.report import validate_report
+from pytest_asiai.report.writer import validate_report
 
 REPO = Path(__file__).resolve().parent.parent
 SUITES = REPO / "suites"
@@ -80,7 +80,7 @@ META = {
 
 
 def request_record(ttft_ms: float, decode_tok_s: float = 50.0, prompt: int = 1000, cached: int = 0, tokens: int = 32):
-    from pytest_asiai.records import RequestRecord
+    from pytest_asiai.wire.records import RequestRecord
 
     span = (tokens - 1) / decode_tok_s * 1000.0
     chunks = tuple(ttft_ms + i * span / (tokens - 1) for i in range(tokens))
@@ -103,8 +103,8 @@ def request_record(ttft_ms: float, decode_tok_s: float = 50.0, prompt: int = 100
 
 
 def phase_dict(name: str, records: list[Any]) -> dict[str, Any]:
-    from pytest_asiai.metrics import phase_stats
-    from pytest_asiai.serialize import record_to_dict
+    from pytest_asiai.measure.metrics import phase_stats
+    from pytest_asiai.wire.serialize import record_to_dict
 
     runs = [{"phase": name, "repeat": i, "max_tokens": 64, **record_to_dict(r)} for i, r in enumerate(records)]
     return {"name": name, "runs": runs, "stats": phase_stats(records)}
@@ -172,8 +172,8 @@ def synthetic_case(engine: str, version: str = "b11434", slow: float = 1.0, deco
 
 
 def synthetic_report(*cases: list[Any], burst: bool = False, exit_status: int = 0) -> dict[str, Any]:
-    from pytest_asiai.report import ReportModel
-    from pytest_asiai.tiers import tiers_by_case
+    from pytest_asiai.report.tiers import tiers_by_case
+    from pytest_asiai.report.writer import ReportModel
 
     model = ReportModel(META)
     for events in cases:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai import ablation
-from pytest_asiai.client import StreamingClient
-from pytest_asiai.engine import EngineHandle
-from pytest_asiai.managed import EngineManager
-from pytest_asiai.matrix import Case
+from pytest_asiai.config.matrix import Case
+from pytest_asiai.engines.handle import EngineHandle
+from pytest_asiai.engines.managed import EngineManager
+from pytest_asiai.toolcall import ablation
+from pytest_asiai.wire.client import StreamingClient
 
 SUITE = (Path(__file__).parent.parent / "suites" / "test_toolcall.py").read_text(encoding="utf-8")
 WRITE = {"name": "write_file", "arguments": json.dumps({"path": "a.py", "content": "x"})}

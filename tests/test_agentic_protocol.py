@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai.agentic import Agentic
-from pytest_asiai.engine import EngineHandle
-from pytest_asiai.managed import EngineManager
-from pytest_asiai.matrix import Case, ManagedSpec
-from pytest_asiai.protocol import PHASE_NAMES, PROFILES, phase, phase_names_for
+from pytest_asiai.agentic.protocol import PHASE_NAMES, PROFILES, phase, phase_names_for
+from pytest_asiai.agentic.runner import Agentic
+from pytest_asiai.config.matrix import Case, ManagedSpec
+from pytest_asiai.engines.handle import EngineHandle
+from pytest_asiai.engines.managed import EngineManager
 
 SMOKE = PROFILES["smoke"]
 LIVE_PHASES = phase_names_for(managed=False)

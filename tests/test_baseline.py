@@ -8,7 +8,8 @@ import pytest
 from report_helpers import META, copy_suite, engines_toml, load_valid, phase_dict, plugin_args, request_record  # noqa: F401
 from scripted_engine import Behaviour
 
-from pytest_asiai.baseline import (
+from pytest_asiai.agentic.protocol import PHASE_NAMES
+from pytest_asiai.report.baseline import (
     Metric,
     case_key,
     compare_reports,
@@ -18,8 +19,7 @@ from pytest_asiai.baseline import (
     parse_tolerances,
     tolerance_for,
 )
-from pytest_asiai.protocol import PHASE_NAMES
-from pytest_asiai.report import ReportModel
+from pytest_asiai.report.writer import ReportModel
 
 FAST = Behaviour(headers_delay_ms=60, decode_ms_per_token=5)
 SLOW = Behaviour(headers_delay_ms=600, decode_ms_per_token=5)

@@ -1,4 +1,4 @@
-"""The built-in suites run beside the user's own tests (pytest_asiai/builtin_suites.py).
+"""The built-in suites run beside the user's own tests (pytest_asiai/runtime/suites.py).
 
 These pytester projects hold no copy of ``suites/``: the phases and gates come from the installed
 package (here the editable install, whose ``pytest_asiai.suites`` is the repository's suites/).
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from scripted_engine import ScriptedEngine
 
-from pytest_asiai.builtin_suites import suites_dir
+from pytest_asiai.runtime.suites import suites_dir
 
 USER_GATE = "import pytest\n\n@pytest.mark.agentic\ndef test_mine(agentic):\n    assert agentic.phase('cold').ok\n"
 

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai import burst
-from pytest_asiai.burst import (
+from pytest_asiai.burst import runner as burst
+from pytest_asiai.burst.runner import (
     OVERLAP_EPSILON_MS,
     PARALLEL,
     SERIALIZED,
@@ -32,9 +32,9 @@ from pytest_asiai.burst import (
     throughput_check,
     user_message,
 )
-from pytest_asiai.client import Timeouts
-from pytest_asiai.dispatch import BurstDispatch, Endpoint, run_dispatch
-from pytest_asiai.options import burst_sizes
+from pytest_asiai.config.options import burst_sizes
+from pytest_asiai.wire.client import Timeouts
+from pytest_asiai.wire.dispatch import BurstDispatch, Endpoint, run_dispatch
 
 SUITE = (Path(__file__).parent.parent / "suites" / "test_burst.py").read_text(encoding="utf-8")
 SYSTEM = "You are a careful calculator. " * 20

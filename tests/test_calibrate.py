@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai import calibrate as cal
-from pytest_asiai.agentic import Agentic
-from pytest_asiai.engine import EngineHandle
-from pytest_asiai.managed import EngineManager
-from pytest_asiai.matrix import Case
-from pytest_asiai.protocol import PROFILES
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.agentic import calibrate as cal
+from pytest_asiai.agentic.protocol import PROFILES
+from pytest_asiai.agentic.runner import Agentic
+from pytest_asiai.config.matrix import Case
+from pytest_asiai.engines.handle import EngineHandle
+from pytest_asiai.engines.managed import EngineManager
+from pytest_asiai.wire.records import RequestRecord
 
 TINY = PROFILES["tiny"]
 SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 import pytest
 from mlx_engines import MLX_DIR, MODEL_DIR, require_setup
 
-from pytest_asiai import calibrate as cal
-from pytest_asiai.prompts import Corpus
-from pytest_asiai.protocol import PROFILES
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.agentic import calibrate as cal
+from pytest_asiai.agentic.prompts import Corpus
+from pytest_asiai.agentic.protocol import PROFILES
+from pytest_asiai.wire.records import RequestRecord
 
 COUNTER = """
 import json, sys

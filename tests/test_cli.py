@@ -16,7 +16,7 @@ from real_engine import engines_toml as real_engines_toml
 from report_helpers import META, load_valid, synthetic_case, synthetic_report, write_json
 
 from pytest_asiai import cli
-from pytest_asiai.report import ReportCollector, log_path_for
+from pytest_asiai.report.writer import ReportCollector, log_path_for
 
 
 @pytest.fixture
@@ -111,15 +111,15 @@ def test_rebuild_writes_a_valid_report_from_a_log(capsys, tmp_path):
 
 def test_detect_dispatches_to_the_detect_module(capsys, monkeypatch):
     seen = []
-    fake = types.ModuleType("pytest_asiai.detect")
+    fake = types.ModuleType("pytest_asiai.engines.detect")
     fake.main = lambda argv: seen.append(argv) or 3
-    monkeypatch.setitem(sys.modules, "pytest_asiai.detect", fake)
+    monkeypatch.setitem(sys.modules, "pytest_asiai.engines.detect", fake)
     assert cli.main(["detect", "http://127.0.0.1:8080", "--json"]) == 3
     assert seen == [["http://127.0.0.1:8080", "--json"]]
 
 
 def test_detect_without_the_module_is_a_clear_error(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pytest_asiai.detect", None)  # import fails
+    monkeypatch.setitem(sys.modules, "pytest_asiai.engines.detect", None)  # import fails
     code, _, err = run(capsys, "detect", "http://h:1")
     assert code == 1 and err.startswith("pytest-asiai: detect is not available")
 

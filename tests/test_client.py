@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine, scripted_words
 
-from pytest_asiai.client import (
+from pytest_asiai.wire.client import (
     StreamingClient,
     Timeouts,
     _encode_body,
     _headers,
     chat_url,
 )
-from pytest_asiai.records import CACHED_SOURCES, MAX_STORED_CONTENT, RequestRecord
+from pytest_asiai.wire.records import CACHED_SOURCES, MAX_STORED_CONTENT, RequestRecord
 
 Run = Callable[..., RequestRecord]
 

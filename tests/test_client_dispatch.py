@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_asiai.burst import analyse_pass
-from pytest_asiai.dispatch import BurstDispatch, DispatchedCall
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.burst.runner import analyse_pass
+from pytest_asiai.wire.dispatch import BurstDispatch, DispatchedCall
+from pytest_asiai.wire.records import RequestRecord
 
 MS = 1_000_000
 RELEASE = 10_000 * MS

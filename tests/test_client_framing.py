@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_asiai.client import _Body
+from pytest_asiai.wire.client import _Body
 
 
 def chunked(parts: list[bytes], extension: bool = False, trailer: bool = False) -> bytes:

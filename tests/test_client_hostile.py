@@ -15,8 +15,8 @@ from hostile_server import DROP, LAST_CHUNK, OK_HEAD, HostileServer, Step, chunk
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_asiai.client import StreamingClient, Timeouts
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.wire.client import StreamingClient, Timeouts
+from pytest_asiai.wire.records import RequestRecord
 
 BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 STREAM = (

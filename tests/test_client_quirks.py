@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from hostile_server import HostileServer, Step, sse_response
 
-from pytest_asiai import metrics
-from pytest_asiai.client import StreamingClient, Timeouts
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.measure import metrics
+from pytest_asiai.wire.client import StreamingClient, Timeouts
+from pytest_asiai.wire.records import RequestRecord
 
 DATA = Path(__file__).parent / "data"
 BODY: dict[str, Any] = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}

@@ -14,9 +14,9 @@ from test_engines import load, serve
 from test_real_second_engine import second_engine_toml
 
 from pytest_asiai import cli
-from pytest_asiai.detect import detect, main
-from pytest_asiai.managed import ManagedEngine
-from pytest_asiai.matrix import cases_from_document
+from pytest_asiai.config.matrix import cases_from_document
+from pytest_asiai.engines.detect import detect, main
+from pytest_asiai.engines.managed import ManagedEngine
 
 
 def test_cli_names_family_version_and_capabilities(capsys):

@@ -28,11 +28,11 @@ import pytest
 from mlx_engines import MLX_ENGINES, case, serve
 
 from pytest_asiai import cli
-from pytest_asiai.client import StreamingClient, Timeouts
-from pytest_asiai.detect import detect
 from pytest_asiai.engines import family_for
+from pytest_asiai.engines.detect import detect
 from pytest_asiai.engines.processes import matches
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.wire.client import StreamingClient, Timeouts
+from pytest_asiai.wire.records import RequestRecord
 
 #: family → (version, where detection reads it): the pins of scripts/setup-mlx-engines.
 EXPECTED = {

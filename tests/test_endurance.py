@@ -16,8 +16,7 @@ import httpx
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai.client import StreamingClient, chat_url
-from pytest_asiai.endurance import (
+from pytest_asiai.endurance.suite import (
     FAIL,
     GATES,
     NOT_MEASURED,
@@ -28,8 +27,9 @@ from pytest_asiai.endurance import (
     measure,
     scenario_spec,
 )
-from pytest_asiai.records import RequestRecord, ToolCall
-from pytest_asiai.trajectory import TrajectoryRunner, broken, score
+from pytest_asiai.endurance.trajectory import TrajectoryRunner, broken, score
+from pytest_asiai.wire.client import StreamingClient, chat_url
+from pytest_asiai.wire.records import RequestRecord, ToolCall
 
 SMOKE = PROFILES["smoke"]
 SUITE = (Path(__file__).parent.parent / "suites" / "test_endurance.py").read_text(encoding="utf-8")

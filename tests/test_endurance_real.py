@@ -12,7 +12,7 @@ import json
 
 from real_engine import cache_dir, copy_suites, engines_toml
 
-from pytest_asiai.endurance import GATES, PROFILES
+from pytest_asiai.endurance.suite import GATES, PROFILES
 
 SMOKE = PROFILES["smoke"]
 TEST_OUTCOME = {"pass": "passed", "fail": "failed", "not measured": "skipped"}

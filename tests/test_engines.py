@@ -24,17 +24,16 @@ import psutil
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai import prometheus
-from pytest_asiai.client import StreamingClient, Timeouts
-from pytest_asiai.detect import detect
-from pytest_asiai.engine import EngineHandle
-from pytest_asiai.engines import DETECTION_ORDER, FAMILIES, SEED_PANEL, family_for
+from pytest_asiai.config.matrix import Case, ManagedSpec
+from pytest_asiai.engines import DETECTION_ORDER, FAMILIES, SEED_PANEL, family_for, prometheus
+from pytest_asiai.engines.detect import detect
+from pytest_asiai.engines.handle import EngineHandle
 from pytest_asiai.engines.llamacpp import parse_build_info
+from pytest_asiai.engines.managed import EngineManager, EngineStartError, ManagedEngine
 from pytest_asiai.engines.probe import port_of, server_root
 from pytest_asiai.engines.processes import argv_of, command_words, engine_processes, launcher, matches
-from pytest_asiai.managed import EngineManager, EngineStartError, ManagedEngine
-from pytest_asiai.matrix import Case, ManagedSpec
-from pytest_asiai.metrics import tokens_per_chunk
+from pytest_asiai.measure.metrics import tokens_per_chunk
+from pytest_asiai.wire.client import StreamingClient, Timeouts
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 #: Endpoints detection and the capability probe may ask; a transcript answers the ones it does not

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_asiai import gates
-from pytest_asiai.agentic import PhaseResult, PhaseRun
-from pytest_asiai.gates import (
+from pytest_asiai.agentic.replay import ReplayAgentic, ReplayEngine, case_of, read_recordings
+from pytest_asiai.agentic.runner import PhaseResult, PhaseRun
+from pytest_asiai.config.matrix import Case
+from pytest_asiai.engines.managed import EngineManager
+from pytest_asiai.gates import core as gates
+from pytest_asiai.gates.core import (
     DISABLED,
     ELIMINATED,
     FAIL,
@@ -26,12 +29,9 @@ from pytest_asiai.gates import (
     GateInputs,
     resolver,
 )
-from pytest_asiai.managed import EngineManager
-from pytest_asiai.matrix import Case
-from pytest_asiai.probes import Reading
-from pytest_asiai.records import RequestRecord
-from pytest_asiai.replay import ReplayAgentic, ReplayEngine, case_of, read_recordings
-from pytest_asiai.thresholds import Thresholds
+from pytest_asiai.gates.thresholds import Thresholds
+from pytest_asiai.measure.samplers import Reading
+from pytest_asiai.wire.records import RequestRecord
 
 DATA = Path(__file__).parent / "data" / "asiai-agentic-v1"
 CASE = Case(engine="e", model="m", mtp="off")

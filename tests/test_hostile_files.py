@@ -16,9 +16,9 @@ import pytest
 from report_helpers import META, synthetic_case, synthetic_report
 
 from pytest_asiai import cli
-from pytest_asiai.replay import ReplayError, load_replay
-from pytest_asiai.report import ReportCollector, log_path_for
-from pytest_asiai.serialize import StrictJSONError, loads_strict
+from pytest_asiai.agentic.replay import ReplayError, load_replay
+from pytest_asiai.report.writer import ReportCollector, log_path_for
+from pytest_asiai.wire.serialize import StrictJSONError, loads_strict
 
 ASIAI = Path(__file__).parent / "data" / "asiai-agentic-v1" / "m5-llamacpp-27b-mtp.json"
 DEEP = "[" * 100_000 + "]" * 100_000

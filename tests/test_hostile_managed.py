@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_asiai.managed import ManagedEngine
-from pytest_asiai.matrix import Case, ManagedSpec
+from pytest_asiai.config.matrix import Case, ManagedSpec
+from pytest_asiai.engines.managed import ManagedEngine
 
 ENGINE = textwrap.dedent(
     """
@@ -47,8 +47,8 @@ DRIVER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from pytest_asiai.managed import ManagedEngine
-    from pytest_asiai.matrix import Case, ManagedSpec
+    from pytest_asiai.engines.managed import ManagedEngine
+    from pytest_asiai.config.matrix import Case, ManagedSpec
 
     spec = ManagedSpec(command=(sys.executable, sys.argv[1], "{port}", sys.argv[2]), health_path="/health")
     engine = ManagedEngine(Case(engine="e", model="m", mtp="off", managed=spec), Path(sys.argv[3]))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_asiai.matrix import MatrixError, load_matrix, select_cases
+from pytest_asiai.config.matrix import MatrixError, load_matrix, select_cases
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -122,7 +122,7 @@ def test_huge_usage_count_is_not_measured_and_the_report_survives(pytester, scri
 
 
 def test_negative_usage_count_is_not_measured():
-    from pytest_asiai.records import as_count
+    from pytest_asiai.wire.records import as_count
 
     assert [as_count(v) for v in (-3, -3.0, 10**400, 2.0**60, 7, 7.0, True)] == [None, None, None, None, 7, 7, None]
 
@@ -158,7 +158,7 @@ def test_unwritable_baseline_to_update_is_a_usage_error(pytester):
 def test_full_disk_mid_run_keeps_the_events_log_and_says_so(pytester, scripted_engine, monkeypatch):
     import errno
 
-    from pytest_asiai import report as report_module
+    from pytest_asiai.report import writer as report_module
 
     def full(path: Path, text: str) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -177,7 +177,7 @@ def test_full_disk_mid_run_keeps_the_events_log_and_says_so(pytester, scripted_e
 def test_full_disk_at_the_html_and_baseline_writes_is_a_note(pytester, scripted_engine, monkeypatch):
     import errno
 
-    from pytest_asiai import report as report_module
+    from pytest_asiai.report import writer as report_module
 
     real = report_module.atomic_write
 
@@ -187,8 +187,8 @@ def test_full_disk_at_the_html_and_baseline_writes_is_a_note(pytester, scripted_
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(report_module, "atomic_write", full_except_json)
-    monkeypatch.setattr("pytest_asiai.html.atomic_write", full_except_json)
-    monkeypatch.setattr("pytest_asiai.baseline.atomic_write", full_except_json)
+    monkeypatch.setattr("pytest_asiai.report.html.atomic_write", full_except_json)
+    monkeypatch.setattr("pytest_asiai.report.baseline.atomic_write", full_except_json)
     project(pytester, toml(("eng", "m", scripted_engine.base_url)))
     args = ("--asiai-json", "r.json", "--asiai-html", "r.html", "--asiai-baseline", "b.json", "--asiai-update-baseline")
     result = pytester.runpytest("test_agentic.py", "-k", "cold", *args)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_asiai.matrix import Case, ManagedSpec
-from pytest_asiai.redact import REDACTED, Redactor, scrub_args
+from pytest_asiai.config.matrix import Case, ManagedSpec
+from pytest_asiai.report.redact import REDACTED, Redactor, scrub_args
 
 SUITE = (Path(__file__).parent.parent / "suites" / "test_agentic.py").read_text(encoding="utf-8")
 KEY = "sk-hostile-9f8e7d6c5b4a"

@@ -13,8 +13,8 @@ from real_engine import SUITES
 from report_helpers import copy_suite, engines_toml, synthetic_case, synthetic_report
 from scripted_engine import Behaviour
 
-from pytest_asiai import charts
-from pytest_asiai.html import READY_SENTINEL, burst_latencies, render, write_html
+from pytest_asiai.report import charts
+from pytest_asiai.report.html import READY_SENTINEL, burst_latencies, render, write_html
 
 CHROMIUM_FLAGS = (
     "--headless",

@@ -1,4 +1,4 @@
-"""``pytest-asiai init`` (pytest_asiai/init.py): an engines.toml from the engines running here.
+"""``pytest-asiai init`` (pytest_asiai/engines/init.py): an engines.toml from the engines running here.
 
 A scripted Ollama (the transcript tests/transcripts/ollama.json on the scripted engine) and the
 real llama-server are found by scanning their ports; ``pytest -m agentic`` then runs on the written
@@ -21,8 +21,8 @@ from scripted_engine import ScriptedEngine
 from test_engines import load, serve
 
 from pytest_asiai import cli
-from pytest_asiai.init import DEFAULT_PORTS, slug
-from pytest_asiai.matrix import load_matrix
+from pytest_asiai.config.matrix import load_matrix
+from pytest_asiai.engines.init import DEFAULT_PORTS, slug
 
 
 def port_of(url: str) -> str:

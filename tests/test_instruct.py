@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai import instruct
-from pytest_asiai.client import StreamingClient
-from pytest_asiai.records import RequestRecord, ToolCall
-from pytest_asiai.toolcall import Conversation
+from pytest_asiai.toolcall import instruct
+from pytest_asiai.toolcall.core import Conversation
+from pytest_asiai.wire.client import StreamingClient
+from pytest_asiai.wire.records import RequestRecord, ToolCall
 
 SUITE = (Path(__file__).parent.parent / "suites" / "test_toolcall.py").read_text(encoding="utf-8")
 TASK = instruct.RESEARCH_BRIEF

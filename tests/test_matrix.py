@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_asiai.matrix import MatrixError, load_matrix, select_cases
+from pytest_asiai.config.matrix import MatrixError, load_matrix, select_cases
 
 GOOD = """
 profile = "smoke"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_asiai import metrics
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.measure import metrics
+from pytest_asiai.wire.records import RequestRecord
 
 
 def rec(**fields) -> RequestRecord:

@@ -31,8 +31,8 @@ import pytest
 from mlx_engines import CACHE_DIR, MLX_ENGINES, engines_file, require_setup
 from real_engine import copy_suites
 
-from pytest_asiai.burst import DEFAULT_SIZES, PARALLEL, SERIALIZED
-from pytest_asiai.protocol import PHASE_NAMES, PROFILES
+from pytest_asiai.agentic.protocol import PHASE_NAMES, PROFILES
+from pytest_asiai.burst.runner import DEFAULT_SIZES, PARALLEL, SERIALIZED
 
 TINY = PROFILES["tiny"]
 CACHED_FIELD = "usage.prompt_tokens_details.cached_tokens"
@@ -223,7 +223,7 @@ def test_restart_prefix_shows_whether_the_cache_survives(live):
 def test_bursts(live):
     """Rapid-MLX and vLLM-MLX get a burst (``tiny``: 2 calls); the others are not asked to (CI time).
 
-    The report holds it under ``results.burst["2"]`` (pytest_asiai/burst.py ``Burst._run``): every
+    The report holds it under ``results.burst["2"]`` (pytest_asiai/burst/runner.py ``Burst._run``): every
     pass with its per-call records, and the serialization verdict their timing earns."""
     case, expect = live["case"], live["expect"]
     bursts = case["results"].get("burst", {})

@@ -11,8 +11,9 @@ import json
 import pytest
 from real_engine import copy_suites, engines_toml
 
-from pytest_asiai import mtp, prometheus
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.engines import prometheus
+from pytest_asiai.measure import mtp
+from pytest_asiai.wire.records import RequestRecord
 
 # ------------------------------------------------------------------------------- pure functions
 
@@ -88,7 +89,7 @@ DRAFT = ["--model-draft", "{model_path}", "--spec-type", "draft-simple", "--spec
 
 USER_GATE = """
 import pytest
-from pytest_asiai import mtp
+from pytest_asiai.measure import mtp
 
 pytestmark = pytest.mark.agentic
 

@@ -18,8 +18,8 @@ from report_helpers import copy_suite, engines_toml, load_valid, outcomes_by_cas
 from scripted_engine import Behaviour
 
 from pytest_asiai import cli
-from pytest_asiai.report import log_path_for, spool_dir_for
-from pytest_asiai.spool import read_events, spool_files
+from pytest_asiai.report.spool import read_events, spool_files
+from pytest_asiai.report.writer import log_path_for, spool_dir_for
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -165,7 +165,7 @@ CRASH_BEFORE_WARM = """
 import os
 from pathlib import Path
 
-import pytest_asiai.agentic as agentic
+import pytest_asiai.agentic.runner as agentic
 
 FLAG = Path(__file__).with_name("crashed-once")
 _run_one = agentic.Agentic._run_one

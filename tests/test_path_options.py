@@ -1,5 +1,5 @@
 """A path option written with a space is a one-line usage error when pytest would misread it
-(pytest_asiai/pathargs.py, pytest-dev/pytest#8846)."""
+(pytest_asiai/config/pathargs.py, pytest-dev/pytest#8846)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_asiai.pathargs import PATH_OPTIONS, misread
+from pytest_asiai.config.pathargs import PATH_OPTIONS, misread
 
 DATA = Path(__file__).parent / "data" / "asiai-agentic-v1"
 

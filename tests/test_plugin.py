@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai.protocol import phase_names_for
+from pytest_asiai.agentic.protocol import phase_names_for
 
 SUITE = (Path(__file__).parent.parent / "suites" / "test_agentic.py").read_text(encoding="utf-8")
 #: The phases of a case given by base_url (restart-prefix needs a managed engine).

@@ -1,4 +1,4 @@
-"""Power (pytest_asiai/power.py): the parsers on recorded backend output, the decode-window
+"""Power (pytest_asiai/measure/power.py): the parsers on recorded backend output, the decode-window
 arithmetic, asiai's recorded fields on replay, and "not measured" (null, never 0) off macOS."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from report_helpers import copy_suite, engines_toml, load_valid
 from scripted_engine import Behaviour
 
-from pytest_asiai import power
-from pytest_asiai.power import (
+from pytest_asiai.measure import power
+from pytest_asiai.measure.power import (
     FIELDS,
     EnergySeries,
     Joules,
@@ -24,7 +24,7 @@ from pytest_asiai.power import (
     recorded_power,
     request_power,
 )
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.wire.records import RequestRecord
 
 DATA = Path(__file__).parent / "data" / "power"
 SEED = Path(__file__).parent / "data" / "seed001"

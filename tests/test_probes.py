@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_asiai import probes
-from pytest_asiai.probes import CaseProbe, EngineLocator, LiveProbes, ProbeRegistry, RecordedProbes, classify
+from pytest_asiai.measure import samplers as probes
+from pytest_asiai.measure.samplers import CaseProbe, EngineLocator, LiveProbes, ProbeRegistry, RecordedProbes, classify
 
 LISTENER = """
 import socket, subprocess, sys, time
@@ -214,7 +214,7 @@ def test_asiai_rss_below_the_floor_is_not_a_reading():
 
 def test_replayed_mlx_lm_keeps_its_steady_value_beside_the_peak():
     """The seed's finding: mlx-lm sits at ~14.5 GB warm but peaks at 26.4 GB (long context)."""
-    from pytest_asiai.replay import read_recordings
+    from pytest_asiai.agentic.replay import read_recordings
 
     (rec,) = read_recordings(Path(__file__).parent / "data" / "seed001" / "09-m5-mlxlm-qwopus3.6-27b-mlx-4bit.json")
     engine = rec.probes["engine"]

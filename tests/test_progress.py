@@ -1,4 +1,4 @@
-"""The live progress line (pytest_asiai/progress.py), under a pseudo-terminal as a user sees it.
+"""The live progress line (pytest_asiai/runtime/progress.py), under a pseudo-terminal as a user sees it.
 
 The scripted engine drips its answer (``decode_ms_per_token``) so one cold request (64 tokens) lasts
 about six seconds, past the line's three-second threshold.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai.progress import render, slots_prefill
+from pytest_asiai.runtime.progress import render, slots_prefill
 
 CASE = "scripted-m-mtp_off"
 TOKEN_MS = 100

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_asiai import calibrate as cal
-from pytest_asiai.prompts import INSTRUCTION, LABELS, Corpus, body_text, text
-from pytest_asiai.protocol import (
+from pytest_asiai.agentic import calibrate as cal
+from pytest_asiai.agentic.prompts import INSTRUCTION, LABELS, Corpus, body_text, text
+from pytest_asiai.agentic.protocol import (
     PHASE_NAMES,
     PHASES,
     PROFILES,
@@ -21,7 +21,7 @@ from pytest_asiai.protocol import (
     phase,
     phase_names_for,
 )
-from pytest_asiai.records import RequestRecord
+from pytest_asiai.wire.records import RequestRecord
 
 # ------------------------------------------------------------------------------------ protocol
 

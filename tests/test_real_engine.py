@@ -17,7 +17,7 @@ import psutil
 import pytest
 from real_engine import copy_suites, engines_toml
 
-from pytest_asiai.protocol import PHASE_NAMES, PROFILES
+from pytest_asiai.agentic.protocol import PHASE_NAMES, PROFILES
 
 SMOKE = PROFILES["smoke"]
 RUNS = 3

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from real_engine import cache_dir, copy_suites, model_path
 
-from pytest_asiai.protocol import PHASE_NAMES
+from pytest_asiai.agentic.protocol import PHASE_NAMES
 
 #: asiai's TTFT proxy (asiai-protocol.md §3.1): a prefix TTFT below cold/5 means "reused".
 TTFT_REUSE_RATIO = 5

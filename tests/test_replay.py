@@ -15,17 +15,17 @@ import pytest
 from real_engine import SUITES, copy_suites
 from scripted_engine import Behaviour
 
-from pytest_asiai import gates
-from pytest_asiai.managed import EngineManager
-from pytest_asiai.metrics import decode_tok_s
-from pytest_asiai.replay import (
+from pytest_asiai.agentic.replay import (
     ReplayAgentic,
     ReplayEngine,
     ReplayError,
     load_replay,
     read_recordings,
 )
-from pytest_asiai.thresholds import Thresholds
+from pytest_asiai.engines.managed import EngineManager
+from pytest_asiai.gates import core as gates
+from pytest_asiai.gates.thresholds import Thresholds
+from pytest_asiai.measure.metrics import decode_tok_s
 
 DATA = Path(__file__).parent / "data" / "asiai-agentic-v1"
 IDS = {

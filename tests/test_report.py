@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from report_helpers import copy_suite, engines_toml, load_valid, plugin_args, synthetic_case, synthetic_report  # noqa: F401
 from scripted_engine import Behaviour
 
-from pytest_asiai import machine
-from pytest_asiai.redact import REDACTED, Redactor, scrub_args
-from pytest_asiai.report import (
+from pytest_asiai.measure import machine
+from pytest_asiai.report.redact import REDACTED, Redactor, scrub_args
+from pytest_asiai.report.writer import (
     ReportModel,
     case_for_nodeid,
     log_path_for,
@@ -78,7 +78,7 @@ def test_final_report_equals_the_one_rebuilt_from_its_log(project):
 
 
 USER_GATE = """
-from pytest_asiai.stash import session_of
+from pytest_asiai.config.stash import session_of
 
 def test_my_warm_gate(agentic, asiai_case, request):
     warm = agentic.phase("warm")
@@ -343,7 +343,7 @@ def test_report_paths_sit_beside_the_report():
 
 
 MALFORMED_GATE = """
-from pytest_asiai.stash import session_of
+from pytest_asiai.config.stash import session_of
 
 def test_sloppy_gate(agentic, asiai_case, request):
     agentic.phase("cold")
@@ -380,7 +380,7 @@ def _with_mtp(events: list, setting: str, decode_scale: float) -> list:
 
 
 def test_the_report_pairs_mtp_on_and_off_of_one_model():
-    from pytest_asiai.report import validate_report
+    from pytest_asiai.report.writer import validate_report
 
     base = synthetic_case("llamacpp", decode=100.0)
     report = synthetic_report(_with_mtp(base, "off", 1.0), _with_mtp(base, "on", 1.25))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pytest_asiai.sse import SSEDecoder, SSELineTooLong
+from pytest_asiai.wire.sse import SSEDecoder, SSELineTooLong
 
 # Payload lines: any text without line terminators (SSE cannot carry them inside a line).
 _line = st.text(alphabet=st.characters(blacklist_characters="\r\n", codec="utf-8"), max_size=30)

@@ -9,8 +9,17 @@ import pytest
 from real_engine import SUITES, copy_suites
 from report_helpers import load_valid
 
-from pytest_asiai.table import summary_lines
-from pytest_asiai.tiers import ELIMINATED, RESERVE, VIABLE, WINNER, rank, session_estimate, tiers_by_case, verdict
+from pytest_asiai.report.table import summary_lines
+from pytest_asiai.report.tiers import (
+    ELIMINATED,
+    RESERVE,
+    VIABLE,
+    WINNER,
+    rank,
+    session_estimate,
+    tiers_by_case,
+    verdict,
+)
 
 
 def gate(tier: str | None, value: float | None = None, unit: str | None = None) -> dict:

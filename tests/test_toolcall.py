@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai.client import StreamingClient
-from pytest_asiai.records import RequestRecord, ToolCall
-from pytest_asiai.toolcall import (
+from pytest_asiai.toolcall.core import (
     GATES,
     Conversation,
     budget_for,
@@ -30,7 +28,9 @@ from pytest_asiai.toolcall import (
     score_call,
     summarize,
 )
-from pytest_asiai.tools import BASIC, FEWSHOT, RECOVERY, STRESS, TOOL_SCHEMAS, TOOLS, Scenario, Turn
+from pytest_asiai.toolcall.tools import BASIC, FEWSHOT, RECOVERY, STRESS, TOOL_SCHEMAS, TOOLS, Scenario, Turn
+from pytest_asiai.wire.client import StreamingClient
+from pytest_asiai.wire.records import RequestRecord, ToolCall
 
 SUITE = (Path(__file__).parent.parent / "suites" / "test_toolcall.py").read_text(encoding="utf-8")
 EDIT_OK = {"path": "a.py", "edits": [{"search": "x = 1", "replace": "x = 2"}]}
@@ -547,7 +547,7 @@ def test_a_broken_engine_fails_every_gate_and_passes_none(project, scripted_engi
 
 
 def test_suite_without_turns_is_not_measured(project, scripted_engine, monkeypatch):
-    from pytest_asiai import toolcall
+    from pytest_asiai.toolcall import core as toolcall
 
     none = toolcall.Budget(turns=0, max_tokens=8, observe=1, brief_rounds=1, brief_max_tokens=8, probe_max_tokens=8)
     monkeypatch.setitem(toolcall.BUDGETS, "smoke", none)

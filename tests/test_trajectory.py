@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from pytest_asiai.simrepo import MODULES, Fact, SimRepo, build_repo
-from pytest_asiai.trajectory import (
+from pytest_asiai.endurance.simrepo import MODULES, Fact, SimRepo, build_repo
+from pytest_asiai.endurance.trajectory import (
     Calibrator,
     ContextPlan,
     Conversation,

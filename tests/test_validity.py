@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_asiai.validity import REASONS, WINDOW, degenerate_reason, has_think_tag, thinking_off_requested
+from pytest_asiai.measure.validity import REASONS, WINDOW, degenerate_reason, has_think_tag, thinking_off_requested
 
 PROSE = (
     "The orchestrator keeps a ledger of every tool call it issued and every result it received, "

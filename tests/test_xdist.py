@@ -9,8 +9,8 @@ import pytest
 from report_helpers import XDIST_MODES, copy_suite, engines_toml, load_valid, outcomes_by_case
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai.distribute import ENGINE_SCHEDULING, choose_engine_scheduling, dist_chosen
-from pytest_asiai.scheduling import scope_for
+from pytest_asiai.runtime.distribute import ENGINE_SCHEDULING, choose_engine_scheduling, dist_chosen
+from pytest_asiai.runtime.scheduling import scope_for
 
 
 @pytest.fixture

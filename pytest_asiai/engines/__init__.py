@@ -1,23 +1,23 @@
 """Engine families: how to talk to each kind of server (version, capabilities, thinking, cold reset).
 
 One module per family; :func:`family_for` maps an engines.toml ``kind`` to its family object, and
-:data:`DETECTION_ORDER` is the order in which :mod:`pytest_asiai.detect` asks them "is this you?"
+:data:`DETECTION_ORDER` is the order in which :mod:`pytest_asiai.engines.detect` asks them "is this you?"
 (most specific signature first; the generic family is never "detected", it is what is left).
 """
 
 from __future__ import annotations
 
-from .base import EngineFamily
-from .llamacpp import LlamaCpp
-from .llamacpp_python import LlamaCppPython
-from .lmstudio import LMStudio
-from .mlxlm import MlxLm
-from .ollama import Ollama
-from .omlx import OMlx
-from .probe import Probe
-from .rapidmlx import RapidMlx
-from .vllm_mlx import VllmMlx
-from .vmlx import VMlx
+from pytest_asiai.engines.base import EngineFamily
+from pytest_asiai.engines.llamacpp import LlamaCpp
+from pytest_asiai.engines.llamacpp_python import LlamaCppPython
+from pytest_asiai.engines.lmstudio import LMStudio
+from pytest_asiai.engines.mlxlm import MlxLm
+from pytest_asiai.engines.ollama import Ollama
+from pytest_asiai.engines.omlx import OMlx
+from pytest_asiai.engines.probe import Probe
+from pytest_asiai.engines.rapidmlx import RapidMlx
+from pytest_asiai.engines.vllm_mlx import VllmMlx
+from pytest_asiai.engines.vmlx import VMlx
 
 GENERIC = EngineFamily()
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from .probe import Probe
+from pytest_asiai.engines.probe import Probe
 
 
 class EngineFamily:

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
-from .. import prometheus
-from ..records import RequestRecord
-from .base import EngineFamily
-from .probe import Probe
+from pytest_asiai.engines import prometheus
+from pytest_asiai.engines.base import EngineFamily
+from pytest_asiai.engines.probe import Probe
+from pytest_asiai.wire.records import RequestRecord
 
 #: Endpoints checked at engine start, in the order the report lists them.
 PROBED = ("health", "slots", "metrics", "tokenize", "props")

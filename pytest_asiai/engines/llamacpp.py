@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from .base import EngineFamily
-from .probe import Probe
+from pytest_asiai.engines.base import EngineFamily
+from pytest_asiai.engines.probe import Probe
 
 BUILD = re.compile(r"b?(\d+)")
 

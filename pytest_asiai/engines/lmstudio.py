@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from .base import EngineFamily
-from .probe import Probe
+from pytest_asiai.engines.base import EngineFamily
+from pytest_asiai.engines.probe import Probe
 
 
 def lms_cli() -> str | None:

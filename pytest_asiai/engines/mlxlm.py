@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .base import EngineFamily, python_dist_version
-from .probe import Probe
+from pytest_asiai.engines.base import EngineFamily, python_dist_version
+from pytest_asiai.engines.probe import Probe
 
 
 class MlxLm(EngineFamily):

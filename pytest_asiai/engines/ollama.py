@@ -26,8 +26,8 @@ from typing import Any
 
 import httpx
 
-from .base import EngineFamily
-from .probe import Answer, Probe
+from pytest_asiai.engines.base import EngineFamily
+from pytest_asiai.engines.probe import Answer, Probe
 
 
 def _gin_not_found(answer: Answer | None) -> bool:

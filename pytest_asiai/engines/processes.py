@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import psutil
 
-from .probe import host_of, port_of
+from pytest_asiai.engines.probe import host_of, port_of
 
 _PYTHON_OPTS_WITH_VALUE = {"-W", "-X", "-c", "-Q"}
 

@@ -25,8 +25,8 @@ from typing import ClassVar
 
 import httpx
 
-from .base import EngineFamily, python_dist_version
-from .probe import Probe
+from pytest_asiai.engines.base import EngineFamily, python_dist_version
+from pytest_asiai.engines.probe import Probe
 
 _BUILD_INFO = re.compile(r'^rapid_mlx_build_info\{[^}]*\bversion="([^"]+)"', re.MULTILINE)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 
-from . import GENERIC, EngineFamily, family_for, identify
-from .capabilities import capabilities
-from .probe import Probe, auth_headers
-from .processes import argv_of, engine_processes, launcher, matches, name_of
+from pytest_asiai.engines import GENERIC, EngineFamily, family_for, identify
+from pytest_asiai.engines.capabilities import capabilities
+from pytest_asiai.engines.probe import Probe, auth_headers
+from pytest_asiai.engines.processes import argv_of, engine_processes, launcher, matches, name_of
 
 
 @dataclass(slots=True)

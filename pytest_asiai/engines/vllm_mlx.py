@@ -25,8 +25,8 @@ from typing import ClassVar
 
 import httpx
 
-from .base import EngineFamily, python_dist_version
-from .probe import Probe
+from pytest_asiai.engines.base import EngineFamily, python_dist_version
+from pytest_asiai.engines.probe import Probe
 
 #: ``status`` values of DELETE /v1/cache/prefix that leave no prefix cache behind.
 _PREFIX_DONE = ("cleared", "not_supported", "no_engine")

@@ -28,9 +28,9 @@ from typing import ClassVar
 
 import httpx
 
-from .base import EngineFamily, openapi_info, python_dist_version
-from .probe import Probe
-from .vllm_mlx import status_of, version_naming
+from pytest_asiai.engines.base import EngineFamily, openapi_info, python_dist_version
+from pytest_asiai.engines.probe import Probe
+from pytest_asiai.engines.vllm_mlx import status_of, version_naming
 
 OWNERS = ("vmlx-engine", "vmlx")
 TITLE = "vmlx-engine"

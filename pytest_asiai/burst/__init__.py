@@ -1,0 +1,1 @@
+"""Burst mode: simultaneous calls released together and the serialization verdict they earn."""

@@ -1,0 +1,2 @@
+"""Reporting: the event log and JSON report, the spool, redaction, JUnit properties, tiers, the terminal
+table, the HTML report and baselines."""
