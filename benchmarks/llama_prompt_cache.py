@@ -83,13 +83,15 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     args = parser.parse_args()
     arms = {"cache on (default)": (), "--cache-ram 0": ("--cache-ram", "0")}
-    manager = EngineManager(Path(tempfile.mkdtemp(prefix="asiai-cache-")))
+    # One manager per arm: a manager stops every other engine it started (one engine at a time).
+    logs = Path(tempfile.mkdtemp(prefix="asiai-cache-"))
+    managers = {a: EngineManager(logs / f"arm{i}") for i, a in enumerate(arms)}
     user = text("X", estimate_words(args.prompt_tokens // 5, 1.45))
     words = estimate_words(args.prompt_tokens * 4 // 5, 1.45)
     records: dict[str, dict[str, list[RequestRecord]]] = {a: {"cold": [], "warm": []} for a in arms}
     rss: dict[str, list[float | None]] = {a: [] for a in arms}
     try:
-        engines = {a: manager.ensure(case(f"llamacpp{i}", extra)) for i, (a, extra) in enumerate(arms.items())}
+        engines = {a: managers[a].ensure(case(f"llamacpp{i}", extra)) for i, (a, extra) in enumerate(arms.items())}
         clients = {a: StreamingClient(e.base_url) for a, e in engines.items()}
         for a, client in clients.items():
             client.chat(body("warm-up", "Say hello.", 4, cold=True))
@@ -105,7 +107,8 @@ def main() -> None:
         for client in clients.values():
             client.close()
     finally:
-        manager.stop_all()
+        for manager in managers.values():
+            manager.stop_all()
     print(f"\n{args.requests} cold + warm pairs per server, prompt ≈{args.prompt_tokens} tokens, medians (ms)")
     print(
         f"{'server':20s} {'cold TTFT':>9s} {'cold −pr':>9s} {'warm TTFT':>9s} {'warm −pr':>9s} {'cached':>7s}  RSS MB"

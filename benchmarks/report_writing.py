@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from report_helpers import META, phase_dict, request_record
 
 from pytest_asiai.agentic.protocol import PHASE_NAMES
-from pytest_asiai.report.writer import ReportCollector, log_path_for, rebuild
+from pytest_asiai.report.files import log_path_for
+from pytest_asiai.report.fold import rebuild
+from pytest_asiai.report.writer import ReportCollector
 
 
 def events(cases: int, runs: int, tokens: int) -> list[tuple[str, dict]]:

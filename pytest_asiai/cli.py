@@ -24,9 +24,11 @@ from typing import Any
 from pytest_asiai.config.matrix import MatrixError, load_matrix
 from pytest_asiai.engines.init import main as init_main
 from pytest_asiai.report.baseline import BaselineError, compare_reports, comparison_lines, load_report, parse_tolerances
+from pytest_asiai.report.files import atomic_write, dump_report, output_problem
+from pytest_asiai.report.fold import rebuild
 from pytest_asiai.report.html import write_html
+from pytest_asiai.report.schema import schema_problem
 from pytest_asiai.report.table import summary_lines
-from pytest_asiai.report.writer import atomic_write, dump_report, output_problem, rebuild, schema_problem
 
 
 class CliError(Exception):

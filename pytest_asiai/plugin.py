@@ -12,26 +12,27 @@ from typing import Any
 import pytest
 
 from pytest_asiai.agentic.protocol import PHASE_NAMES, phase_names_for
-from pytest_asiai.agentic.replay import ReplayError, load_replay
-from pytest_asiai.burst import runner as burst
-from pytest_asiai.burst.runner import burst_fixture
+from pytest_asiai.agentic.recordings import ReplayError
+from pytest_asiai.agentic.replay import load_replay
+from pytest_asiai.burst import runner as burst_runner
 from pytest_asiai.config import options, pathargs
 from pytest_asiai.config.matrix import Case, MatrixError, load_matrix, select_cases
 from pytest_asiai.config.stash import COLLECTOR_KEY, SESSION_KEY, session_of
-from pytest_asiai.gates.core import GATE_NAMES, user_gate_event
-from pytest_asiai.report import baseline, junit
-from pytest_asiai.report.baseline import asiai_baseline
+from pytest_asiai.gates.phases import GATE_NAMES
+from pytest_asiai.gates.user import user_gate_event
+from pytest_asiai.report import junit, regression
+from pytest_asiai.report.events import test_event
 from pytest_asiai.report.html import write_html
+from pytest_asiai.report.regression import asiai_baseline
 from pytest_asiai.report.table import summary_lines
-from pytest_asiai.report.tiers import tiers_by_case
-from pytest_asiai.report.writer import make_collector, redactor_for, test_event, worker_spool
+from pytest_asiai.report.writer import make_collector, redactor_for, worker_spool
 from pytest_asiai.runtime import progress, termination
 from pytest_asiai.runtime import suites as builtin_suites
 from pytest_asiai.runtime.distribute import choose_engine_scheduling, is_worker, wants_engine_scheduling
-from pytest_asiai.runtime.fixtures import agentic, engine
+from pytest_asiai.runtime.fixtures import agentic, asiai_context, burst, endurance, engine, toolcall
 from pytest_asiai.runtime.session import AsiaiSession
 
-__all__ = ["agentic", "asiai_baseline", "burst_fixture", "engine"]
+__all__ = ["agentic", "asiai_baseline", "asiai_context", "burst", "endurance", "engine", "toolcall"]
 
 MARKERS = {
     "agentic": "agentic protocol phases and their gates (pytest-asiai)",
@@ -105,7 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
     cases, load_error = _load_cases(settings)
     log_dir = config.rootpath / ".asiai" / "logs"
     state = config.stash[SESSION_KEY] = AsiaiSession(settings, cases, load_error, log_dir)
-    baseline.configure(config, settings.baseline, settings.tolerances, settings.update_baseline)
+    regression.configure(config, settings.baseline, settings.tolerances, settings.update_baseline)
     redactor = redactor_for(cases)
     if is_worker(config):
         state.spool = worker_spool(config, redactor)
@@ -148,7 +149,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.UsageError(session.load_error)
     cases = session.cases
     if "burst_size" in metafunc.fixturenames:
-        pairs, ids = burst.parametrization(session.settings, cases)
+        pairs, ids = burst_runner.parametrization(session.settings, cases)
         metafunc.parametrize(("asiai_case", "burst_size"), pairs, ids=ids, scope="session")
     else:
         metafunc.parametrize("asiai_case", cases, ids=[c.id for c in cases], scope="session")
@@ -157,7 +158,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "gate_name" in metafunc.fixturenames:
         metafunc.parametrize("gate_name", GATE_NAMES)
     if "asiai_metric" in metafunc.fixturenames:
-        metrics = baseline.regression_metrics(metafunc.config, PHASE_NAMES)
+        metrics = regression.regression_metrics(metafunc.config, PHASE_NAMES)
         metafunc.parametrize("asiai_metric", metrics, ids=[m.id for m in metrics])
 
 
@@ -205,7 +206,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         phase_name = item.callspec.params.get("phase_name")  # type: ignore[attr-defined]
         if isinstance(phase_name, str):
             session.planned[case.id].add(phase_name)
-    items[:] = baseline.order_regression_items(config, items)
+    items[:] = regression.order_regression_items(config, items)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -218,8 +219,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         events = state.drain(case.id)
         if report.when == "call":
             phase_name = item.callspec.params.get("phase_name")  # type: ignore[attr-defined]
-            agentic_state = state.agentics.get(case.id)
-            phase = agentic_state.results.get(phase_name) if agentic_state and isinstance(phase_name, str) else None
+            context = state.contexts.get(case.id)
+            results = (context.phase_results() if context is not None else None) or {}
+            phase = results.get(phase_name) if isinstance(phase_name, str) else None
             properties = junit.properties_for(phase_name, phase.stats if phase else None, events)
             item.user_properties.extend(properties)
             report.user_properties.extend(properties)
@@ -242,36 +244,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.spool is not None:
         state.spool.close()
     if collector is not None:
-        local = collector.model.meta.get("machine_id")
-        for case_id, tier in tiers_by_case(collector.model.cases.values(), local).items():
-            collector.add(case_id, [{"type": "tier", "tier": tier}])
         report = collector.close(int(exitstatus))
         html_path = state.settings.html_path
         if html_path is not None and collector.try_write(html_path, lambda: write_html(report, html_path)):
             collector.notes.append(f"HTML report: {html_path}")
         collector.try_write(
-            state.settings.baseline, lambda: collector.notes.extend(baseline.finish(config, report, int(exitstatus)))
+            state.settings.baseline, lambda: collector.notes.extend(regression.finish(config, report, int(exitstatus)))
         )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if is_worker(config):
-        return
     collector = config.stash.get(COLLECTOR_KEY, None)
-    state = session_of(config)
-    local = collector.model.meta.get("machine_id") if collector else None
-    lines = summary_lines(collector.model.cases if collector else _local_cases(state), local)
+    if is_worker(config) or collector is None:
+        return  # without a collector (no case, no report path) nothing was measured
+    lines = summary_lines(collector.model.cases, collector.model.meta.get("machine_id"))
     if lines:
         terminalreporter.write_sep("=", "asiai results")
         for line in lines:
             terminalreporter.write_line(line)
-        if collector is not None and collector.json_path is not None:
+        if collector.json_path is not None:
             terminalreporter.write_line(f"report: {collector.json_path}")
-    for line in collector.notes if collector is not None else []:
+    for line in collector.notes:
         terminalreporter.write_line(line)
-
-
-def _local_cases(state: AsiaiSession) -> dict[str, dict[str, Any]]:
-    return {
-        cid: {"id": cid, "phases": {n: r.to_dict() for n, r in a.results.items()}} for cid, a in state.agentics.items()
-    }

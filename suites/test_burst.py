@@ -8,7 +8,8 @@ burst gates judge the same measurements (each size runs once per session) and re
 
 import pytest
 
-from pytest_asiai.burst.runner import check, failure_message
+from pytest_asiai.burst.analysis import failure_message
+from pytest_asiai.burst.gates import check
 
 pytestmark = pytest.mark.burst
 

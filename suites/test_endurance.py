@@ -11,9 +11,9 @@ Thresholds: ``--asiai-gate endurance_clean_pct=90`` (ini ``asiai_gates``, engine
 
 import pytest
 
-from pytest_asiai.endurance.suite import GATES, SCENARIOS, check, endurance_fixture, failure_message
+from pytest_asiai.endurance.gates import GATES, check
+from pytest_asiai.endurance.suite import SCENARIOS, failure_message
 
-endurance = endurance_fixture
 pytestmark = pytest.mark.endurance
 
 

@@ -11,7 +11,7 @@ Replayed recordings (``--asiai-replay``) are gated exactly like live cases.
 
 import pytest
 
-from pytest_asiai.gates.core import check
+from pytest_asiai.gates import check
 
 pytestmark = [pytest.mark.agentic, pytest.mark.gate]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_asiai.report.writer import validate_report
+from pytest_asiai.report.schema import validate_report
 
 REPO = Path(__file__).resolve().parent.parent
 SUITES = REPO / "suites"
@@ -172,8 +172,7 @@ def synthetic_case(engine: str, version: str = "b11434", slow: float = 1.0, deco
 
 
 def synthetic_report(*cases: list[Any], burst: bool = False, exit_status: int = 0) -> dict[str, Any]:
-    from pytest_asiai.report.tiers import tiers_by_case
-    from pytest_asiai.report.writer import ReportModel
+    from pytest_asiai.report.fold import ReportModel
 
     model = ReportModel(META)
     for events in cases:
@@ -193,8 +192,6 @@ def synthetic_report(*cases: list[Any], burst: bool = False, exit_status: int = 
         }
         model.apply(first, {"type": "result", "section": "burst", "key": "16", "value": value})
         model.apply(first, {"type": "metric", "name": "warm_to_cold", "value": 0.02})
-    for case_id, tier in tiers_by_case(model.cases.values(), META["machine_id"]).items():
-        model.apply(case_id, {"type": "tier", "tier": tier})
     report = model.build(finished=True, exit_status=exit_status)
     validate_report(report)
     return report

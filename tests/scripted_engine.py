@@ -80,6 +80,7 @@ class Behaviour:
     prefix_cache: bool = True
     cross_user_reuse: bool = True  # False: only an identical prompt hits (hybrid-model style)
     report_cached: bool = True
+    store_delay_ms: float = 0.0  # the prompt is reusable only this long after its response ends (oMLX)
     cached_field: str = "prompt_tokens_details"  # or "top_level" (usage.cached_tokens)
     send_usage: bool = True  # usage chunk, only when stream_options.include_usage is true
     send_timings: bool = False  # llama.cpp "timings": in the usage chunk, else in the last token chunk
@@ -573,6 +574,8 @@ class _Job:
     cid: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
     created: int = field(default_factory=lambda: int(time.time()))
     cached: int = 0
+    stored: tuple[int, list[str]] | None = None
+    """(slot, prompt) to remember after the response ends: ``store_delay_ms``."""
 
 
 class ScriptedEngine:
@@ -783,13 +786,23 @@ class ScriptedEngine:
         pinned = job.body.get("id_slot", -1)
         slot = await self._pool.acquire(job.prompt, None if pinned == -1 else pinned)
         job.cached = _cached_tokens(job.b, job.body, self._pool.memory[slot], job.prompt)
-        self._pool.memory[slot] = job.prompt
+        if job.b.store_delay_ms > 0:  # stored asynchronously after the response, like oMLX's cache
+            self._pool.memory[slot], job.stored = [], (slot, job.prompt)
+        else:
+            self._pool.memory[slot] = job.prompt
         try:
             await _sleep_ms((len(job.prompt) - job.cached) * job.b.prefill_ms_per_token)
         except BaseException:
             self._pool.release(slot)
             raise
         return slot
+
+    def _store_later(self, job: _Job) -> None:
+        """Remember the prompt ``store_delay_ms`` after the response (its slot may be reused by then)."""
+        if job.stored is not None:
+            slot, prompt = job.stored
+            loop = asyncio.get_running_loop()
+            loop.call_later(job.b.store_delay_ms / 1000, self._pool.memory.__setitem__, slot, prompt)
 
     async def _stream(self, job: _Job, writer: asyncio.StreamWriter) -> None:
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -802,6 +815,7 @@ class ScriptedEngine:
             await sse.close()
         finally:
             self._pool.release(slot)
+            self._store_later(job)
 
     def _chunk(self, job: _Job, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -860,6 +874,7 @@ class ScriptedEngine:
             await _sleep_ms((job.out.completion_tokens - first) * job.b.decode_ms_per_token)
         finally:
             self._pool.release(slot)
+            self._store_later(job)
         await _respond(writer, 200, _dumps(self._completion(job)).encode(), {}, keep)
 
     def _completion(self, job: _Job) -> dict[str, Any]:

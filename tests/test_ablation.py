@@ -87,7 +87,7 @@ def test_http_errors_by_turn_and_the_cell_summary(scripted_engine, client):
     assert keep["reasoning_chars_mean"] == keep["reasoning_chars_total"] / 4
     assert keep["ctx_growth"] > 0 and off["ctx_growth"] > 0  # (the scripted tokenizer ignores replayed reasoning)
     assert keep["ctx_growth"] == keep["ctx_tokens_last_turn"] - keep["ctx_tokens_first_turn"]
-    assert drop["latency_ms_mean"] is not None and drop["completion_tokens_mean"] == keep["completion_tokens_mean"]
+    assert drop["total_ms_mean"] is not None and drop["completion_tokens_mean"] == keep["completion_tokens_mean"]
     assert (keep["cell"], keep["load"], keep["preserve_thinking"], keep["reasoning_in_history"]) == (
         "enable-on-preserve-on",
         "stress",
@@ -104,7 +104,7 @@ def test_a_cell_whose_every_request_failed_has_no_volume(scripted_engine, client
         setting, ablation.run_cell(client, handle(scripted_engine.base_url), setting, max_tokens=8, turns=2)
     )
     assert summary["failed_turns"] == [0, 1] and summary["turns_scored"] == 0
-    assert summary["reasoning_chars_total"] is None and summary["latency_ms_mean"] is None
+    assert summary["reasoning_chars_total"] is None and summary["total_ms_mean"] is None
     assert summary["ctx_growth"] is None and summary["empty_object_bug"] is None
 
 

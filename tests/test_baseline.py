@@ -14,12 +14,12 @@ from pytest_asiai.report.baseline import (
     case_key,
     compare_reports,
     compare_values,
-    local_machine_id,
     merge_baseline,
     parse_tolerances,
     tolerance_for,
 )
-from pytest_asiai.report.writer import ReportModel
+from pytest_asiai.report.fold import ReportModel
+from pytest_asiai.report.regression import local_machine_id
 
 FAST = Behaviour(headers_delay_ms=60, decode_ms_per_token=5)
 SLOW = Behaviour(headers_delay_ms=600, decode_ms_per_token=5)

@@ -16,21 +16,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai.burst import runner as burst
-from pytest_asiai.burst.runner import (
+from pytest_asiai.burst import serialization
+from pytest_asiai.burst.analysis import analyse_pass, summarize_passes
+from pytest_asiai.burst.calls import expected_answer, is_valid, user_message
+from pytest_asiai.burst.runner import sizes_for
+from pytest_asiai.burst.serialization import (
     OVERLAP_EPSILON_MS,
     PARALLEL,
     SERIALIZED,
     UNDETERMINED,
-    analyse_pass,
-    expected_answer,
     fifo_bound_tok_s,
-    is_valid,
     peak_concurrency,
-    sizes_for,
-    summarize_passes,
     throughput_check,
-    user_message,
 )
 from pytest_asiai.config.options import burst_sizes
 from pytest_asiai.wire.client import Timeouts
@@ -141,11 +138,11 @@ def test_fifo_bound_is_back_to_back_decoding_at_the_single_stream_rate():
 
 
 def test_verdict_rules():
-    assert burst._verdict(4, 1)[0] == SERIALIZED
-    assert burst._verdict(1, 1)[0] == UNDETERMINED
-    assert burst._verdict(4, 0)[0] == UNDETERMINED
-    assert burst._verdict(4, 4)[0] == PARALLEL
-    assert burst._verdict(4, 3)[0] == "partially parallel (3 slots)"
+    assert serialization._verdict(4, 1)[0] == SERIALIZED
+    assert serialization._verdict(1, 1)[0] == UNDETERMINED
+    assert serialization._verdict(4, 0)[0] == UNDETERMINED
+    assert serialization._verdict(4, 4)[0] == PARALLEL
+    assert serialization._verdict(4, 3)[0] == "partially parallel (3 slots)"
 
 
 def test_throughput_cross_checks_but_never_overturns_the_timing():
@@ -260,7 +257,7 @@ def test_errors_in_the_middle_of_a_burst(scripted_engine):
     assert analysis["serialization"]["verdict"] == SERIALIZED
     assert len(analysis["serialization"]["end_ms_by_completion"]) == 3
     failed = [c for c in analysis["calls"] if not c["ok"]]
-    assert all(c["valid"] is False and c["latency_ms"] is None and c["status"] == 500 for c in failed)
+    assert all(c["valid"] is False and c["total_ms"] is None and c["status"] == 500 for c in failed)
 
 
 def test_per_call_records_and_aggregates(scripted_engine):
@@ -277,14 +274,14 @@ def test_per_call_records_and_aggregates(scripted_engine):
     assert analysis["completion_tokens"] == 40
     assert analysis["aggregate_tok_s"] == pytest.approx(40 / analysis["wall_s"])
     assert analysis["calls_per_s"] == pytest.approx(4 / analysis["wall_s"])
-    assert analysis["latency_ms"]["max"] >= analysis["latency_ms"]["p95"] >= analysis["latency_ms"]["p50"]
+    assert analysis["total_ms"]["max"] >= analysis["total_ms"]["p95"] >= analysis["total_ms"]["p50"]
     assert analysis["dispatch_spread_ms"] <= analysis["release_to_last_send_ms"]
     json.dumps(analysis, allow_nan=False)
 
 
 def test_summary_across_passes():
     def fake(verdict, errors, valid):
-        calls = [{"ok": True, "valid": valid, "latency_ms": 100.0, "ttft_ms": 10.0}]
+        calls = [{"ok": True, "valid": valid, "total_ms": 100.0, "ttft_ms": 10.0}]
         return {
             "serialization": {"verdict": verdict, "concurrency": 1},
             "errors": {"count": errors, "kinds": {"http": errors}},

@@ -19,7 +19,8 @@ from scripted_engine import Behaviour, ScriptedEngine
 
 from pytest_asiai.agentic import calibrate as cal
 from pytest_asiai.agentic.protocol import PROFILES
-from pytest_asiai.agentic.runner import Agentic
+from pytest_asiai.agentic.results import Agentic
+from pytest_asiai.agentic.runner import LiveSource
 from pytest_asiai.config.matrix import Case
 from pytest_asiai.engines.handle import EngineHandle
 from pytest_asiai.engines.managed import EngineManager
@@ -50,9 +51,8 @@ def smollm_like(tmp_path: Path) -> Iterator[tuple[ScriptedEngine, Agentic]]:
         )
         manager = EngineManager(tmp_path / "logs")
         events: list[dict[str, Any]] = []
-        agentic = Agentic(
-            EngineHandle(case, manager, lambda h: None), runs=1, profile="tiny", planned=(), emit=events.append
-        )
+        handle = EngineHandle(case, manager, lambda h: None)
+        agentic = Agentic(LiveSource(handle, runs=1, profile="tiny", planned=(), emit=events.append))
         try:
             yield engine, agentic
         finally:

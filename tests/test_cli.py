@@ -16,7 +16,8 @@ from real_engine import engines_toml as real_engines_toml
 from report_helpers import META, load_valid, synthetic_case, synthetic_report, write_json
 
 from pytest_asiai import cli
-from pytest_asiai.report.writer import ReportCollector, log_path_for
+from pytest_asiai.report.files import log_path_for
+from pytest_asiai.report.writer import ReportCollector
 
 
 @pytest.fixture

@@ -11,13 +11,9 @@ from typing import Any
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine, scripted_words
 
-from pytest_asiai.wire.client import (
-    StreamingClient,
-    Timeouts,
-    _encode_body,
-    _headers,
-    chat_url,
-)
+from pytest_asiai.wire.client import StreamingClient, Timeouts, chat_url
+from pytest_asiai.wire.http import encode_body as _encode_body
+from pytest_asiai.wire.http import request_headers as _headers
 from pytest_asiai.wire.records import CACHED_SOURCES, MAX_STORED_CONTENT, RequestRecord
 
 Run = Callable[..., RequestRecord]
@@ -358,6 +354,15 @@ def test_stream_without_any_token_is_a_protocol_error(engine: ScriptedEngine, ru
     record = run(engine.base_url)
     assert record.error_kind == "protocol"
     assert record.error == "stream ended without any token"
+
+
+def test_stop_without_any_token_is_not_a_valid_empty_answer(engine: ScriptedEngine, run: Run) -> None:
+    """Issue 14: a stream that says ``stop`` but carried no token was stored ``ok``."""
+    sse_route(engine, f"data: {chunk({'role': 'assistant'}, finish='stop')}\n\ndata: [DONE]\n\n")
+    record = run(engine.base_url)
+    assert not record.ok
+    assert record.error_kind == "empty"
+    assert record.error == "stream ended with finish_reason 'stop' and no token"
 
 
 def test_invalid_utf8_is_counted_with_the_malformed_lines(engine: ScriptedEngine, run: Run) -> None:

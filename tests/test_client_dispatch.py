@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_asiai.burst.runner import analyse_pass
+from pytest_asiai.burst.analysis import analyse_pass
 from pytest_asiai.wire.dispatch import BurstDispatch, DispatchedCall
 from pytest_asiai.wire.records import RequestRecord
 

@@ -1,4 +1,4 @@
-"""The client's own HTTP/1.1 body framing (``client._Body``): the same bytes however reads are cut."""
+"""The client's own HTTP/1.1 body framing (``pytest_asiai/wire/framing.py``): the same bytes however reads are cut."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_asiai.wire.client import _Body
+from pytest_asiai.wire.framing import Body as _Body
 
 
 def chunked(parts: list[bytes], extension: bool = False, trailer: bool = False) -> bytes:

@@ -122,6 +122,27 @@ def test_resend_on_a_dropped_connection_keeps_the_first_deadline() -> None:
     assert elapsed < 1.2 + 0.5 + 0.2  # the old client took 0.9 + a fresh 1.2 s
 
 
+def test_a_resent_request_says_so_and_a_cancel_cuts_after_its_chunks() -> None:
+    """The one keep-alive policy marks what it resent; ``cancel`` closes after N token chunks."""
+    token = chunked(b'data: {"choices":[{"delta":{"content":"w"}}]}\n\n')
+
+    def script(n: int) -> list[Step]:
+        if n == 1:
+            return [DROP]  # the kept-alive connection dies unanswered
+        if n == 3:
+            return [OK_HEAD, token, 0.05, token, 0.05, token]  # then silence: only the cut ends it
+        return sse_response(STREAM)
+
+    with HostileServer(script) as server:
+        server.keep_alive = True
+        with StreamingClient(server.base_url, timeouts=Timeouts(connect_s=1.0, deadline_s=5.0)) as client:
+            first, second = client.chat(BODY), client.chat(BODY)
+            record, cut = client.cancel(BODY, 2)
+    assert first.ok and not first.resent and second.ok and second.resent
+    assert cut and record.chunks == 2 and record.status == 200 and record.ttft_ms is not None
+    assert record.error_kind == "disconnect" and record.error == "cancelled by the client after 2 token chunks"
+
+
 @pytest.fixture
 def slow_connect(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every new TCP connection takes 0.3 s to open."""

@@ -14,22 +14,26 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hostile_server import DROP, LAST_CHUNK, OK_HEAD, HostileServer, Step, chunked, sse_response
 from scripted_engine import Behaviour, ScriptedEngine
 
+from pytest_asiai.endurance.gates import GATES, judge
 from pytest_asiai.endurance.suite import (
-    FAIL,
-    GATES,
-    NOT_MEASURED,
-    PASS,
     PROFILES,
     cancel_stream,
-    judge,
     measure,
     scenario_spec,
 )
 from pytest_asiai.endurance.trajectory import TrajectoryRunner, broken, score
-from pytest_asiai.wire.client import StreamingClient, chat_url
-from pytest_asiai.wire.records import RequestRecord, ToolCall
+from pytest_asiai.gates.thresholds import Threshold
+from pytest_asiai.gates.verdict import FAIL, NOT_MEASURED, PASS
+from pytest_asiai.wire.client import StreamingClient
+from pytest_asiai.wire.records import ToolCall
+
+
+def judged(name, result, threshold):
+    """An endurance gate's verdict, its threshold resolved as the session resolves it."""
+    return judge(name, result, Threshold.resolved(threshold, GATES[name].default, "default"))
 
 SMOKE = PROFILES["smoke"]
 SUITE = (Path(__file__).parent.parent / "suites" / "test_endurance.py").read_text(encoding="utf-8")
@@ -72,7 +76,7 @@ def run(
         scenario_spec(scenario, SMOKE),
         SMOKE,
         chat=client.chat,
-        cancel=lambda body: cancel_stream(http, chat_url(engine.base_url), body, SMOKE.cancel_after_chunks),
+        cancel=lambda body: cancel_stream(client, body, SMOKE.cancel_after_chunks),
         model="m",
         salt="test",
     )
@@ -258,7 +262,7 @@ def test_a_cache_dropped_after_the_cancel_is_detected(scripted_engine, client, h
     info = result["interruption"]
     assert info["engine_recovered"] is True and info["resume_cached_tokens"] == 0
     assert info["resume_cached_ratio"] == 0.0 and info["cached_ratio_before"] > 0.5
-    assert judge("endurance_resume_cached_ratio", result, 0.5)[0] == FAIL
+    assert judged("endurance_resume_cached_ratio", result, 0.5).outcome == FAIL
     assert curve(result, "cached_ratio")[4] > 0.5  # the next turn reuses the rebuilt cache
 
 
@@ -273,39 +277,48 @@ def test_an_engine_failing_after_the_cancel_stops_the_trajectory(scripted_engine
     assert result["stop_reason"] == "turn 4: http: HTTP 500: scripted status 500"
     assert result["interruption"]["engine_recovered"] is False
     assert len(result["turns"]) == 4 and result["turns"][3]["ok"] is False
-    outcome, reason, _ = judge("endurance_resume_ok", result, True)
+    resume = judged("endurance_resume_ok", result, True)
+    outcome, reason = resume.outcome, resume.reason
     assert outcome == FAIL and "HTTP 500" in reason
 
 
+STREAM = (
+    b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+    b'data: {"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
 def test_a_stale_keep_alive_connection_is_retried_once():
-    dead = RequestRecord(started_at=0.0, error="RemoteProtocolError: Server disconnected", error_kind="disconnect")
-    answer = RequestRecord(started_at=0.0, status=200, ttft_ms=1.0, finish_reason="tool_calls", prompt_tokens=10)
-    sent: list[RequestRecord] = []
+    """The client resends a request lost on a dropped kept-alive connection (pytest_asiai/wire/client.py)
+    and the turn reports it: the resend lives in the client only, not in the trajectory."""
 
-    def chat(body):
-        record = dead if not sent else answer
-        sent.append(record)
-        return record
+    def script(n: int) -> list[Step]:
+        return [DROP] if n == 1 else sse_response(STREAM)  # the second request dies unanswered
 
-    runner = TrajectoryRunner(scenario_spec("straight", SMOKE), SMOKE, chat=chat, model="m")
-    record, retries = runner._send({})
-    assert record is answer and retries == 1
+    with HostileServer(script, keep_alive=True) as server, StreamingClient(server.base_url) as client:
+        runner = TrajectoryRunner(scenario_spec("straight", SMOKE), SMOKE, chat=client.chat, model="m")
+        runner.run()
+    first, second = (t["request"] for t in runner.turns[:2])
+    assert (first["transport_retries"], second["transport_retries"]) == (0, 1)
+    assert second["ok"] and second["status"] == 200 and len(server.requests) == len(runner.turns) + 1
 
 
 def test_cancel_resends_a_request_lost_on_a_stale_connection():
-    attempts: list[int] = []
     chunk = json.dumps({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "x"}}]}}]})
+    stream: list[Step] = [OK_HEAD]
+    for _ in range(3):
+        stream += [chunked(f"data: {chunk}\n\n".encode()), 0.05]
+    stream += [chunked(b"data: [DONE]\n\n"), LAST_CHUNK]
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-        pieces = [f"data: {chunk}\n\n".encode()] * 3 + [b"data: [DONE]\n\n"]
-        return httpx.Response(200, content=iter(pieces))
+    def script(n: int) -> list[Step]:
+        return sse_response(STREAM) if n == 0 else [DROP] if n == 1 else stream
 
-    with httpx.Client(transport=httpx.MockTransport(handler)) as mock:
-        out = cancel_stream(mock, "http://engine/v1/chat/completions", {"messages": []}, after_chunks=2)
-    assert len(attempts) == 2 and out["transport_retries"] == 1
+    with HostileServer(script, keep_alive=True) as server, StreamingClient(server.base_url) as client:
+        assert client.chat({"messages": []}).ok  # leaves a kept-alive connection that the server then drops
+        out = cancel_stream(client, {"messages": []}, after_chunks=2)
+    attempts = len(server.requests) - 1
+    assert attempts == 2 and out["transport_retries"] == 1
     assert (out["status"], out["chunks_seen"], out["mid_stream"], out["done"]) == (200, 2, True, False)
 
 
@@ -357,7 +370,7 @@ def fake_result(**summary) -> dict:
     ],
 )
 def test_gate_verdicts(name, result, threshold, outcome):
-    assert judge(name, result, threshold)[0] == outcome
+    assert judged(name, result, threshold).outcome == outcome
 
 
 def test_profiles_match_the_seed_panel_and_stretch():

@@ -105,7 +105,7 @@ def test_every_family_has_a_transcript_with_its_sources():
     for name in NAMES:
         t = load(name)
         assert t["family"] == name and t["family"] in FAMILIES
-        assert "asiai-protocol.md" in t["documented"] or "real-engines.md" in t["documented"], name
+        assert "docs/asiai-protocol.md" in t["documented"] or "docs/real-engines.md" in t["documented"], name
 
 
 # ----------------------------------------------------------------------- transcripts: replayed
@@ -281,7 +281,7 @@ def test_urls_with_a_path_keep_their_port(url, root, port):
         (["/venv/bin/python", "/venv/bin/rapid-mlx", "serve", "m"], "rapidmlx"),
         (["/venv/bin/python", "/venv/bin/omlx", "serve"], "omlx"),
         (["/venv/bin/python", "/venv/bin/vmlx", "serve", "m"], "vmlx"),
-        # the serve commands of ../shared/data/mlx-live/README.md, as the kernel shows them
+        # the serve commands of docs/real-engines.md, as the kernel shows them
         (["/m/mlxlm/bin/python", "-m", "mlx_lm", "server", "--model", "M", "--port", "1"], "mlxlm"),
         (
             ["/m/rapidmlx/bin/python3", "/m/rapidmlx/bin/rapid-mlx", "--no-telemetry", "--no-banner", "serve", "M"],

@@ -1,22 +1,47 @@
 """The gates as pure verdicts: constructed measurements in, value/threshold/outcome/reason out.
 
 The last part is the golden test on asiai's four recorded M5 results (tests/data/asiai-agentic-v1):
-the outcomes a careful reading of asiai-protocol.md predicts, gate by gate.
+the outcomes a careful reading of docs/asiai-protocol.md predicts, gate by gate.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from pytest_asiai.agentic.replay import ReplayAgentic, ReplayEngine, case_of, read_recordings
-from pytest_asiai.agentic.runner import PhaseResult, PhaseRun
+from pytest_asiai.agentic.replay import ReplayEngine, ReplaySource, case_of, read_recordings
+from pytest_asiai.agentic.results import Agentic, PhaseResult, PhaseRun
+from pytest_asiai.burst import gates as burst_module
+from pytest_asiai.burst.gates import GATES as BURST_GATES
 from pytest_asiai.config.matrix import Case
+from pytest_asiai.endurance import gates as endurance_module
+from pytest_asiai.endurance.gates import GATES as ENDURANCE_GATES
 from pytest_asiai.engines.managed import EngineManager
-from pytest_asiai.gates import core as gates
-from pytest_asiai.gates.core import (
+from pytest_asiai.gates import phases as phases_module
+from pytest_asiai.gates import reuse as reuse_module
+from pytest_asiai.gates import verdict as gates_verdict
+from pytest_asiai.gates.inputs import GateInputs, gather, prefix_names, run_phase_names
+from pytest_asiai.gates.path import settle
+from pytest_asiai.gates.phases import (
+    EVALUATORS,
+    gate_duplicates,
+    gate_early_stop,
+    gate_memory,
+    gate_solo,
+    gate_swap,
+    gate_thinking,
+    gate_ttft,
+    gate_valid,
+    resolver,
+)
+from pytest_asiai.gates.phases import GATES as PHASE_GATES
+from pytest_asiai.gates.reuse import gate_reuse
+from pytest_asiai.gates.thresholds import CaseThresholds, Threshold, Thresholds, known_names
+from pytest_asiai.gates.user import user_gate_key
+from pytest_asiai.gates.verdict import (
     DISABLED,
     ELIMINATED,
     FAIL,
@@ -26,11 +51,11 @@ from pytest_asiai.gates.core import (
     OK,
     PASS,
     RESERVE,
-    GateInputs,
-    resolver,
+    Gate,
+    judge_value,
 )
-from pytest_asiai.gates.thresholds import Thresholds
 from pytest_asiai.measure.samplers import Reading
+from pytest_asiai.toolcall.gates import GATES as TOOLCALL_GATES
 from pytest_asiai.wire.records import RequestRecord
 
 DATA = Path(__file__).parent / "data" / "asiai-agentic-v1"
@@ -39,7 +64,7 @@ PROSE = " ".join(f"word{i}" for i in range(40))
 
 
 @dataclass
-class FakeProbes:
+class FakeSamplers:
     swap_value: dict | None = None
     engine_value: dict | None = None
     processes_value: dict | None = None
@@ -70,7 +95,7 @@ def phase(name: str, *records: RequestRecord, max_tokens: int = 64) -> PhaseResu
 @dataclass
 class Inputs:
     phases: list[PhaseResult] = field(default_factory=list)
-    probes: FakeProbes = field(default_factory=FakeProbes)
+    samplers: FakeSamplers = field(default_factory=FakeSamplers)
     thinking_off: bool | None = False
     unrecorded: frozenset[str] = frozenset()
 
@@ -78,7 +103,7 @@ class Inputs:
         return GateInputs(
             phases={p.name: p for p in self.phases},
             missing={},
-            probes=self.probes,
+            samplers=self.samplers,
             unrecorded=self.unrecorded,
             thinking_off=self.thinking_off,
         )
@@ -103,7 +128,7 @@ def test_threshold_precedence_and_sources():
 
 def test_a_gate_set_false_is_disabled_not_passed():
     warm = phase("warm", rec(ttft_ms=100.0))
-    result = gates.gate_ttft(Inputs([warm]).build(), resolve({"ttft": False}))
+    result = gate_ttft(Inputs([warm]).build(), resolve({"ttft": False}))
     assert result.outcome == DISABLED and "command line" in result.reason
 
 
@@ -113,7 +138,7 @@ def test_a_gate_set_false_is_disabled_not_passed():
 def test_failed_requests_count_against_validity():
     ok = [rec(ttft_ms=10.0) for _ in range(4)]
     failed = rec(error="HTTP 500", error_kind="http", content="")
-    result = gates.gate_valid(Inputs([phase("cold", *ok, failed)]).build(), resolve())
+    result = gate_valid(Inputs([phase("cold", *ok, failed)]).build(), resolve())
     assert (result.outcome, result.value, result.unit) == (PASS, 80.0, "%")
     assert result.tier == RESERVE  # valid, but under asiai's 95% "clean" line
     assert "cold#4 failed (http)" in result.reason
@@ -121,7 +146,7 @@ def test_failed_requests_count_against_validity():
 
 def test_degenerate_and_failed_requests_fail_validity():
     records = [rec(), rec(), rec(content="  "), rec(content="go on " * 30), rec(error="x", error_kind="timeout")]
-    result = gates.gate_valid(Inputs([phase("warm", *records)]).build(), resolve())
+    result = gate_valid(Inputs([phase("warm", *records)]).build(), resolve())
     assert (result.outcome, result.value, result.tier) == (FAIL, 40.0, ELIMINATED)
     reasons = [d["reason"] for d in result.details["invalid"]]
     assert reasons == ["empty", "ngram_repetition", "failed (timeout)"]
@@ -129,14 +154,14 @@ def test_degenerate_and_failed_requests_fail_validity():
 
 
 def test_validity_ignores_reasoning():
-    result = gates.gate_valid(Inputs([phase("cold", rec(content="", reasoning_chars=900))]).build(), resolve())
+    result = gate_valid(Inputs([phase("cold", rec(content="", reasoning_chars=900))]).build(), resolve())
     assert result.outcome == FAIL and result.details["invalid"][0]["reason"] == "empty"
 
 
 def test_validity_not_measured_without_text_or_requests():
     unrecorded = Inputs([phase("cold", rec())], unrecorded=frozenset({"text"})).build()
-    assert gates.gate_valid(unrecorded, resolve()).outcome == NOT_MEASURED
-    assert gates.gate_valid(Inputs().build(), resolve()).outcome == NOT_MEASURED
+    assert gate_valid(unrecorded, resolve()).outcome == NOT_MEASURED
+    assert gate_valid(Inputs().build(), resolve()).outcome == NOT_MEASURED
 
 
 # ----------------------------------------------------------------------------- ttft
@@ -153,9 +178,9 @@ def test_validity_not_measured_without_text_or_requests():
     ],
 )
 def test_ttft_soft_and_hard(ttfts, outcome, tier, words, bound):
-    """asiai's bands (digest §3.9): reserve above 500 ms, the gate fails above 1500, eliminated above 3000."""
+    """asiai's bands (docs/asiai-protocol.md §3.9): reserve > 500 ms, the gate fails > 1500, eliminated > 3000."""
     warm = phase("warm", *(rec(ttft_ms=t) for t in ttfts))
-    result = gates.gate_ttft(Inputs([warm]).build(), resolve())
+    result = gate_ttft(Inputs([warm]).build(), resolve())
     assert (result.outcome, result.tier) == (outcome, tier)
     assert words in result.reason
     assert result.details["bound"] == bound
@@ -164,18 +189,18 @@ def test_ttft_soft_and_hard(ttfts, outcome, tier, words, bound):
 def test_ttft_bands_are_overridable():
     """A raised ttft_ok moves the reserve band; a raised gate passes 2000 ms, still reserve (above ttft_ok)."""
     warm = phase("warm", rec(ttft_ms=1200.0))
-    no_band = gates.gate_ttft(Inputs([warm]).build(), resolve({"ttft_ok": 1300.0}))
+    no_band = gate_ttft(Inputs([warm]).build(), resolve({"ttft_ok": 1300.0}))
     assert (no_band.outcome, no_band.tier, no_band.details["ok_threshold_source"]) == (PASS, OK, "command line")
     slow = phase("warm", rec(ttft_ms=2000.0))
-    raised = gates.gate_ttft(Inputs([slow]).build(), resolve({"ttft": 2500.0}))
+    raised = gate_ttft(Inputs([slow]).build(), resolve({"ttft": 2500.0}))
     assert (raised.outcome, raised.tier, raised.details["bound"]) == (PASS, RESERVE, "ttft_ok")
 
 
 def test_ttft_not_measured_when_warm_failed_or_missing():
     failed = phase("warm", rec(ttft_ms=50.0), rec(error="boom", error_kind="http"))
-    result = gates.gate_ttft(Inputs([failed]).build(), resolve())
+    result = gate_ttft(Inputs([failed]).build(), resolve())
     assert result.outcome == NOT_MEASURED and "warm failed" in result.reason
-    assert gates.gate_ttft(Inputs().build(), resolve()).outcome == NOT_MEASURED
+    assert gate_ttft(Inputs().build(), resolve()).outcome == NOT_MEASURED
 
 
 # ----------------------------------------------------------------------------- reuse
@@ -185,7 +210,7 @@ def _reuse(cold_ttft, prefix, cli=None):
     cold = phase("cold", rec(ttft_ms=cold_ttft, cached_tokens=0, prompt_tokens=1000))
     pts = [phase(f"prefix-test-{i + 1}", r) for i, r in enumerate(prefix)]
     names = [p.name for p in pts]
-    return gates.gate_reuse(Inputs([cold, *pts]).build(), resolve(cli), names)
+    return gate_reuse(Inputs([cold, *pts]).build(), resolve(cli), names)
 
 
 def test_reuse_from_the_reported_fraction():
@@ -220,7 +245,7 @@ def test_without_cached_tokens_the_ttft_ratio_decides():
 
 def test_reuse_not_measured_without_prefix_tests():
     cold = phase("cold", rec(ttft_ms=10.0))
-    result = gates.gate_reuse(Inputs([cold]).build(), resolve(), ["prefix-test-1"])
+    result = gate_reuse(Inputs([cold]).build(), resolve(), ["prefix-test-1"])
     assert result.outcome == NOT_MEASURED and "no prefix test measured" in result.reason
 
 
@@ -233,17 +258,17 @@ def test_early_stop_ignores_a_chosen_stop_and_counts_unknown_finishes():
         rec(completion_tokens=5, finish_reason=None),  # cut, finish unknown
         rec(completion_tokens=40, finish_reason="length"),
     ]
-    result = gates.gate_early_stop(Inputs([phase("cold", *records)]).build(), resolve())
+    result = gate_early_stop(Inputs([phase("cold", *records)]).build(), resolve())
     assert (result.outcome, result.value) == (PASS, 1)
     records.append(rec(completion_tokens=2, finish_reason="length"))
-    result = gates.gate_early_stop(Inputs([phase("cold", *records)]).build(), resolve())
+    result = gate_early_stop(Inputs([phase("cold", *records)]).build(), resolve())
     assert (result.outcome, result.value, result.tier) == (FAIL, 2, ELIMINATED)
     assert "cold#1 5/64" in result.reason and "cold#3 2/64" in result.reason
 
 
 def test_early_stop_skips_failed_and_unreported_requests():
     records = [rec(error="x", error_kind="http", completion_tokens=1), rec(completion_tokens=None)]
-    result = gates.gate_early_stop(Inputs([phase("cold", *records)]).build(), resolve())
+    result = gate_early_stop(Inputs([phase("cold", *records)]).build(), resolve())
     assert result.outcome == NOT_MEASURED
 
 
@@ -251,14 +276,14 @@ def test_early_stop_skips_failed_and_unreported_requests():
 
 
 def test_swap_gate_reads_the_sampler():
-    probes = FakeProbes(swap_value={"growth_mb": 12.5, "swapouts_delta": 3, "baseline_mb": 100.0, "peak_mb": 112.5})
-    result = gates.gate_swap(Inputs(probes=probes).build(), resolve())
+    samplers = FakeSamplers(swap_value={"growth_mb": 12.5, "swapouts_delta": 3, "baseline_mb": 100.0, "peak_mb": 112.5})
+    result = gate_swap(Inputs(samplers=samplers).build(), resolve())
     assert (result.outcome, result.value, result.unit) == (PASS, 12.5, "MB")
     assert result.details["baseline_mb"] == 100.0 and result.details["peak_mb"] == 112.5
-    probes.swap_value = {"growth_mb": 12.5, "swapouts_delta": 1500}
-    failed = gates.gate_swap(Inputs(probes=probes).build(), resolve())
+    samplers.swap_value = {"growth_mb": 12.5, "swapouts_delta": 1500}
+    failed = gate_swap(Inputs(samplers=samplers).build(), resolve())
     assert failed.outcome == FAIL and "1500 swap-outs ≥ 1000" in failed.reason
-    missing = gates.gate_swap(Inputs(probes=FakeProbes(reason="remote engine at h")).build(), resolve())
+    missing = gate_swap(Inputs(samplers=FakeSamplers(reason="remote engine at h")).build(), resolve())
     assert missing.outcome == NOT_MEASURED and missing.reason == "remote engine at h"
 
 
@@ -268,20 +293,20 @@ def test_solo_and_duplicates():
         "duplicates": [{"pid": 11, "engine": "llamacpp", "command": "llama-server -m x"}],
         "others": [],
     }
-    inp = Inputs(probes=FakeProbes(processes_value=snapshot)).build()
-    solo, dups = gates.gate_solo(inp, resolve()), gates.gate_duplicates(inp, resolve())
+    inp = Inputs(samplers=FakeSamplers(processes_value=snapshot)).build()
+    solo, dups = gate_solo(inp, resolve()), gate_duplicates(inp, resolve())
     assert (solo.outcome, solo.value) == (PASS, 0)
     assert (dups.outcome, dups.value, dups.tier) == (FAIL, 1, ELIMINATED) and "pid 11" in dups.reason
-    partial = Inputs(probes=FakeProbes(processes_value={"duplicates": []})).build()
-    assert gates.gate_solo(partial, resolve()).outcome == NOT_MEASURED
+    partial = Inputs(samplers=FakeSamplers(processes_value={"duplicates": []})).build()
+    assert gate_solo(partial, resolve()).outcome == NOT_MEASURED
 
 
 def test_memory_has_no_default_threshold():
-    probes = FakeProbes(engine_value={"rss_peak_mb": 512.0, "pids": [1]})
-    result = gates.gate_memory(Inputs(probes=probes).build(), resolve())
+    samplers = FakeSamplers(engine_value={"rss_peak_mb": 512.0, "pids": [1]})
+    result = gate_memory(Inputs(samplers=samplers).build(), resolve())
     assert (result.outcome, result.value, result.threshold) == (NO_THRESHOLD, 512.0, None)
-    assert gates.gate_memory(Inputs(probes=probes).build(), resolve({"memory": 1024.0})).outcome == PASS
-    failed = gates.gate_memory(Inputs(probes=probes).build(), resolve({"memory": 256.0}))
+    assert gate_memory(Inputs(samplers=samplers).build(), resolve({"memory": 1024.0})).outcome == PASS
+    failed = gate_memory(Inputs(samplers=samplers).build(), resolve({"memory": 256.0}))
     assert failed.outcome == FAIL and "512 MB > 256 MB" in failed.reason
 
 
@@ -290,17 +315,17 @@ def test_memory_has_no_default_threshold():
 
 def test_thinking_gate():
     clean = [phase("cold", rec())]
-    assert gates.gate_thinking(Inputs(clean, thinking_off=False).build(), resolve()).outcome == NOT_APPLICABLE
-    assert gates.gate_thinking(Inputs(clean, thinking_off=None).build(), resolve()).outcome == NOT_MEASURED
-    assert gates.gate_thinking(Inputs(clean, thinking_off=True).build(), resolve()).outcome == PASS
+    assert gate_thinking(Inputs(clean, thinking_off=False).build(), resolve()).outcome == NOT_APPLICABLE
+    assert gate_thinking(Inputs(clean, thinking_off=None).build(), resolve()).outcome == NOT_MEASURED
+    assert gate_thinking(Inputs(clean, thinking_off=True).build(), resolve()).outcome == PASS
     leaked = [phase("cold", rec(), rec(reasoning_chars=120), rec(content="<think>x</think> answer"))]
-    result = gates.gate_thinking(Inputs(leaked, thinking_off=True).build(), resolve())
+    result = gate_thinking(Inputs(leaked, thinking_off=True).build(), resolve())
     assert (result.outcome, result.value) == (FAIL, 2)
     assert "cold#1 streamed 120 reasoning chars" in result.reason and "cold#2 has inline <think>" in result.reason
 
 
 def test_results_serialise_with_the_report_keys():
-    result = gates.gate_ttft(Inputs([phase("warm", rec(ttft_ms=12.0))]).build(), resolve())
+    result = gate_ttft(Inputs([phase("warm", rec(ttft_ms=12.0))]).build(), resolve())
     data = result.to_dict()
     assert {"value", "threshold", "threshold_source", "outcome", "reason", "tier", "details"} <= set(data)
     assert data["source"] == "built-in" and data["gate"] == "ttft"
@@ -336,25 +361,25 @@ TTFT_RATIOS = {
 }
 
 
-def replayed(name: str, tmp_path: Path) -> ReplayAgentic:
+def replayed(name: str, tmp_path: Path) -> Agentic:
     (recording,) = read_recordings(DATA / name)
     handle = ReplayEngine(case_of(recording), EngineManager(tmp_path), lambda h: None)
-    return ReplayAgentic(handle, emit=lambda event: None)
+    return Agentic(ReplaySource(handle, emit=lambda event: None))
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_golden_gate_outcomes_on_asiai_recordings(name, tmp_path):
     agentic = replayed(name, tmp_path)
-    run = gates.run_phase_names(agentic)
+    run = run_phase_names(agentic)
     assert run == [
         "cold", "warm", "prefix-test-1", "prefix-test-2", "prefix-test-3", "cold-prefix", "long-context", "long-prefix",
     ]  # fmt: skip
     for gate, expected in GOLDEN[name].items():
         if gate == "reuse":
-            names = gates.prefix_names(agentic)
-            result = gates.gate_reuse(gates.gather(agentic, ["cold", *names], agentic.probes), resolve(), names)
+            names = prefix_names(agentic)
+            result = gate_reuse(gather(agentic, ["cold", *names], agentic.samplers), resolve(), names)
         else:
-            result = gates.EVALUATORS[gate](gates.gather(agentic, run, agentic.probes), resolve())
+            result = EVALUATORS[gate](gather(agentic, run, agentic.samplers), resolve())
         outcome, value = expected if isinstance(expected, tuple) else (expected, None)
         assert result.outcome == outcome, (gate, result.reason)
         if value is not None:
@@ -364,8 +389,8 @@ def test_golden_gate_outcomes_on_asiai_recordings(name, tmp_path):
 @pytest.mark.parametrize("name", sorted(TTFT_RATIOS))
 def test_golden_reuse_publishes_both_signals(name, tmp_path):
     agentic = replayed(name, tmp_path)
-    names = gates.prefix_names(agentic)
-    result = gates.gate_reuse(gates.gather(agentic, ["cold", *names], agentic.probes), resolve(), names)
+    names = prefix_names(agentic)
+    result = gate_reuse(gather(agentic, ["cold", *names], agentic.samplers), resolve(), names)
     assert result.details["ttft_ratio"] == pytest.approx(TTFT_RATIOS[name], abs=0.001)
     assert result.details["verdict_source"] == "reported"
     assert not result.details["reported_but_ineffective"] and not result.details["effective_but_unreported"]
@@ -373,7 +398,7 @@ def test_golden_reuse_publishes_both_signals(name, tmp_path):
 
 def test_golden_mlxlm_27b_early_stop_names_every_cut_request(tmp_path):
     agentic = replayed("m5-mlxlm-27b-mtp.json", tmp_path)
-    result = gates.gate_early_stop(gates.gather(agentic, gates.run_phase_names(agentic), agentic.probes), resolve())
+    result = gate_early_stop(gather(agentic, run_phase_names(agentic), agentic.samplers), resolve())
     assert [(c["phase"], c["completion_tokens"]) for c in result.details["cut"]] == [
         ("cold", 9), ("warm", 9), ("prefix-test-1", 1), ("prefix-test-2", 9), ("prefix-test-3", 1),
         ("cold-prefix", 72), ("long-context", 12), ("long-prefix", 12),
@@ -409,10 +434,88 @@ class FakeItem:
 
 def test_user_gate_keys():
     params = {"asiai_case": CASE}
-    assert gates.user_gate_key(FakeItem(params, CASE.id)) == "test_mine"
-    assert gates.user_gate_key(FakeItem({**params, "floor": 10}, f"{CASE.id}-10")) == "test_mine[10]"
-    assert gates.user_gate_key(FakeItem(params, CASE.id, fixturenames=("engine", "asiai_case"))) is None
+    assert user_gate_key(FakeItem(params, CASE.id)) == "test_mine"
+    assert user_gate_key(FakeItem({**params, "floor": 10}, f"{CASE.id}-10")) == "test_mine[10]"
+    assert user_gate_key(FakeItem(params, CASE.id, fixturenames=("engine", "asiai_case"))) is None
     for builtin in ("phase_name", "gate_name", "asiai_metric"):
-        assert gates.user_gate_key(FakeItem({**params, builtin: "x"}, f"{CASE.id}-x")) is None
-    assert gates.user_gate_key(FakeItem(params, CASE.id, markers=("burst",))) is None
-    assert gates.user_gate_key(FakeItem({}, "")) is None
+        assert user_gate_key(FakeItem({**params, builtin: "x"}, f"{CASE.id}-x")) is None
+    assert user_gate_key(FakeItem(params, CASE.id, markers=("burst",))) is None
+    assert user_gate_key(FakeItem({}, "")) is None
+
+
+# ----------------------------------------------------------------------------- the one gate path
+
+
+def test_true_means_the_default_resolved_once():
+    numeric = Threshold.resolved(True, 80.0, "ini")
+    assert (numeric.value, numeric.source, numeric.number()) == (80.0, "ini", 80.0)
+    yes_no = Threshold.resolved(True, True, "command line")
+    assert (yes_no.value, yes_no.number(), yes_no.disabled) == (True, None, False)
+    assert Threshold.resolved(True, None, "ini").value is None  # an opt-in gate stays without a threshold
+    assert Threshold.resolved(False, 80.0, "ini").disabled
+    thresholds = Thresholds({"valid": True}, {"burst_valid": True})
+    assert thresholds.resolve(CASE, "valid", 80.0) == Threshold(80.0, "ini")
+    assert thresholds.resolve(CASE, "burst_valid", 80.0) == Threshold(80.0, "command line")
+    assert CaseThresholds(thresholds, CASE).resolve("memory", None) == Threshold(None, "default")
+
+
+def test_every_built_in_gate_is_declared_the_same_way():
+    tables = {"phases": PHASE_GATES, "burst": BURST_GATES, "endurance": ENDURANCE_GATES, "toolcall": TOOLCALL_GATES}
+    for suite, table in tables.items():
+        assert table and all(isinstance(g, Gate) and g.name == name for name, g in table.items()), suite
+    names = [name for table in tables.values() for name in table]
+    assert len(names) == len(set(names)) and set(names) <= set(known_names())
+
+
+def test_judge_value_reports_one_shape_whatever_the_outcome():
+    gate = Gate("g", 10.0, "ms", at_least=False, what="latency", show="{value:.1f} ms p95")
+    verdicts = [
+        judge_value(gate, 5.0, Threshold(10.0, "default"), key="g[n2]", where="burst of 2"),
+        judge_value(gate, 50.0, Threshold(10.0, "ini")),
+        judge_value(gate, None, Threshold(10.0, "default")),
+        judge_value(gate, None, Threshold(10.0, "default"), failures=["turn 0: http: HTTP 500"]),
+        judge_value(gate, 5.0, Threshold(None, "default")),
+        judge_value(gate, 5.0, Threshold(False, "command line")),
+    ]
+    assert [v.outcome for v in verdicts] == [PASS, FAIL, NOT_MEASURED, FAIL, NO_THRESHOLD, DISABLED]
+    assert verdicts[0].reason == "burst of 2: 5.0 ms p95 ≤ 10" and verdicts[1].reason == "50.0 ms p95 > 10"
+    assert verdicts[2].reason == "no latency were measured" and verdicts[2].value is None
+    assert verdicts[3].reason == "latency not measured: turn 0: http: HTTP 500"
+    assert verdicts[4].reason.endswith("set one with --asiai-gate g=VALUE")
+    assert verdicts[5].reason == "disabled (g=false from the command line)" and verdicts[5].value == 5.0
+    shape = set(gates_verdict.GateResult("x", PASS, "r").to_dict())
+    for v in verdicts:
+        data = v.to_dict()
+        assert set(data) == shape and data["gate"] == "g" and data["source"] == "built-in" and data["unit"] == "ms"
+    assert verdicts[0].name == "g[n2]" and verdicts[0].label == "g" and verdicts[1].label is None
+
+
+def test_the_path_records_then_concludes_with_the_verdict():
+    recorded: list[tuple[str, str, dict]] = []
+
+    class Context:
+        def record_result(self, section, key, value):
+            recorded.append((section, key, value))
+
+    gate = Gate("g", 10.0, "%", what="clean turns")
+    passed = judge_value(gate, 12.0, Threshold(10.0, "default"), key="g[basic]")
+    assert settle(Context(), passed) is passed
+    with pytest.raises(pytest.fail.Exception, match=r"^g\[basic\]: clean turns: 8 % < 10$"):
+        settle(Context(), judge_value(gate, 8.0, Threshold(10.0, "default"), key="g[basic]"))
+    with pytest.raises(pytest.skip.Exception, match=r"^g not measured: burst of 3: no clean turns were measured"):
+        settle(Context(), judge_value(gate, None, Threshold(10.0, "default"), key="g[n3]", where="burst of 3"))
+    assert [(s, k, v["outcome"]) for s, k, v in recorded] == [
+        ("gates", "g[basic]", PASS),
+        ("gates", "g[basic]", FAIL),
+        ("gates", "g[n3]", NOT_MEASURED),
+    ]
+
+
+def test_verdicts_are_pure():
+    """The verdict modules read no session and write no result: recording is gates/path.py's."""
+    for module in (gates_verdict, phases_module, reuse_module, endurance_module, burst_module):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in imported if m == "pytest" or m.startswith("pytest_asiai.runtime")}, module.__name__
+        assert "record_result" not in Path(module.__file__).read_text(encoding="utf-8"), module.__name__

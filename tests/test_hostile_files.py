@@ -16,8 +16,10 @@ import pytest
 from report_helpers import META, synthetic_case, synthetic_report
 
 from pytest_asiai import cli
-from pytest_asiai.agentic.replay import ReplayError, load_replay
-from pytest_asiai.report.writer import ReportCollector, log_path_for
+from pytest_asiai.agentic.recordings import ReplayError
+from pytest_asiai.agentic.replay import load_replay
+from pytest_asiai.report.files import log_path_for
+from pytest_asiai.report.writer import ReportCollector
 from pytest_asiai.wire.serialize import StrictJSONError, loads_strict
 
 ASIAI = Path(__file__).parent / "data" / "asiai-agentic-v1" / "m5-llamacpp-27b-mtp.json"

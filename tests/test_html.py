@@ -14,7 +14,8 @@ from report_helpers import copy_suite, engines_toml, synthetic_case, synthetic_r
 from scripted_engine import Behaviour
 
 from pytest_asiai.report import charts
-from pytest_asiai.report.html import READY_SENTINEL, burst_latencies, render, write_html
+from pytest_asiai.report.html import READY_SENTINEL, render, write_html
+from pytest_asiai.report.model import per_call as burst_latencies
 
 CHROMIUM_FLAGS = (
     "--headless",

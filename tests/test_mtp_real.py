@@ -13,6 +13,7 @@ from real_engine import copy_suites, engines_toml
 
 from pytest_asiai.engines import prometheus
 from pytest_asiai.measure import mtp
+from pytest_asiai.report.mtp import mtp_deltas
 from pytest_asiai.wire.records import RequestRecord
 
 # ------------------------------------------------------------------------------- pure functions
@@ -68,7 +69,7 @@ def test_mtp_deltas_pairs_off_and_on_of_the_same_model():
         _case("omlx", "qwen", "off", None, 40.0),  # warm not measured: cold is used
         _case("omlx", "qwen", "on", None, None),  # nothing measured: no made-up delta
     ]
-    deltas = mtp.mtp_deltas(cases)
+    deltas = mtp_deltas(cases)
     assert set(deltas) == {"llamacpp-qwen", "omlx-qwen"}
     assert deltas["llamacpp-qwen"]["off"] == 50.0 and deltas["llamacpp-qwen"]["on"] == 80.0
     assert deltas["llamacpp-qwen"]["delta_pct"] == pytest.approx(60.0)
@@ -128,7 +129,7 @@ def test_mtp_on_and_off_of_smollm2_side_by_side(pytester):
             assert run["metrics"]["decode_tok_s"] == pytest.approx(run["timings"]["predicted_per_second"], rel=0.03)
     report = json.loads(report_path.read_text())
     delta = report["mtp"]["llamacpp-smollm2-135m"]
-    assert delta == mtp.mtp_deltas(cases.values())["llamacpp-smollm2-135m"]
+    assert delta == mtp_deltas(cases.values())["llamacpp-smollm2-135m"]
     assert delta["off"] > 0 and delta["on"] > 0 and delta["acceptance"] == stats["acceptance"]
     assert delta["delta_pct"] == pytest.approx((delta["on"] - delta["off"]) / delta["off"] * 100)
     # The terminal shows the pair side by side after the tier table, with the delta in percent.

@@ -18,8 +18,8 @@ from report_helpers import copy_suite, engines_toml, load_valid, outcomes_by_cas
 from scripted_engine import Behaviour
 
 from pytest_asiai import cli
+from pytest_asiai.report.files import log_path_for, spool_dir_for
 from pytest_asiai.report.spool import read_events, spool_files
-from pytest_asiai.report.writer import log_path_for, spool_dir_for
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -168,7 +168,7 @@ from pathlib import Path
 import pytest_asiai.agentic.runner as agentic
 
 FLAG = Path(__file__).with_name("crashed-once")
-_run_one = agentic.Agentic._run_one
+_run_one = agentic.LiveSource._run_one
 
 def _run_one_or_crash(self, spec, repeat):
     if spec.name == "warm" and not FLAG.exists():
@@ -176,7 +176,7 @@ def _run_one_or_crash(self, spec, repeat):
         os._exit(3)
     return _run_one(self, spec, repeat)
 
-agentic.Agentic._run_one = _run_one_or_crash
+agentic.LiveSource._run_one = _run_one_or_crash
 """
 
 

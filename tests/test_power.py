@@ -12,18 +12,9 @@ from hypothesis import strategies as st
 from report_helpers import copy_suite, engines_toml, load_valid
 from scripted_engine import Behaviour
 
-from pytest_asiai.measure import power
-from pytest_asiai.measure.power import (
-    FIELDS,
-    EnergySeries,
-    Joules,
-    PowerSampler,
-    ioreport_joules,
-    parse_ioreport_dump,
-    parse_powermetrics,
-    recorded_power,
-    request_power,
-)
+from pytest_asiai.measure import power, power_backends
+from pytest_asiai.measure.power import FIELDS, EnergySeries, PowerSampler, recorded_power, request_power
+from pytest_asiai.measure.power_backends import Joules, ioreport_joules, parse_ioreport_dump, parse_powermetrics
 from pytest_asiai.wire.records import RequestRecord
 
 DATA = Path(__file__).parent / "data" / "power"
@@ -162,9 +153,9 @@ def test_asiai_recorded_power_replays_into_the_same_fields():
 
 
 def test_no_backend_off_macos_and_every_field_is_null():
-    backend, reason = power.open_backend("auto", system="Linux")
+    backend, reason = power_backends.open_backend("auto", system="Linux")
     assert backend is None and "only on macOS (this is Linux)" in reason
-    assert power.open_backend("off", system="Darwin") == (
+    assert power_backends.open_backend("off", system="Darwin") == (
         None,
         "power not measured: turned off (--asiai-power or ASIAI_POWER)",
     )
@@ -172,7 +163,7 @@ def test_no_backend_off_macos_and_every_field_is_null():
     assert block["source"] is None and block["reason"] == reason
     assert {k: block["phases"]["warm"][k] for k in FIELDS} == dict.fromkeys(FIELDS)
     with pytest.raises(ValueError, match="ASIAI_POWER='sudo'"):
-        power.mode_from_env({"ASIAI_POWER": "sudo"})
+        power_backends.mode_from_env({"ASIAI_POWER": "sudo"})
 
 
 def test_live_run_on_linux_reports_power_null_never_zero(pytester, scripted_engine):

@@ -17,7 +17,7 @@ from real_engine import cache_dir, copy_suites, model_path
 
 from pytest_asiai.agentic.protocol import PHASE_NAMES
 
-#: asiai's TTFT proxy (asiai-protocol.md §3.1): a prefix TTFT below cold/5 means "reused".
+#: asiai's TTFT proxy (docs/asiai-protocol.md §3.1): a prefix TTFT below cold/5 means "reused".
 TTFT_REUSE_RATIO = 5
 
 

@@ -1,7 +1,7 @@
 """Replay: recorded results (asiai agentic-v1..v4, our own reports) become cases judged without engines.
 
 The pytester runs are the golden end-to-end tests: ``pytest -m agentic --asiai-replay`` on asiai's
-four recorded M5 results gives the gate outcomes asiai-protocol.md predicts, a user-written gate
+four recorded M5 results gives the gate outcomes docs/asiai-protocol.md predicts, a user-written gate
 fails on a replayed case and lands in the JSON report next to the built-in gates, and a live
 report replays to the same verdicts.
 """
@@ -15,15 +15,22 @@ import pytest
 from real_engine import SUITES, copy_suites
 from scripted_engine import Behaviour
 
-from pytest_asiai.agentic.replay import (
-    ReplayAgentic,
-    ReplayEngine,
-    ReplayError,
-    load_replay,
-    read_recordings,
-)
+from pytest_asiai.agentic.recordings import ReplayError
+from pytest_asiai.agentic.replay import ReplayEngine, ReplaySource, load_replay, read_recordings
+from pytest_asiai.agentic.results import Agentic
 from pytest_asiai.engines.managed import EngineManager
-from pytest_asiai.gates import core as gates
+from pytest_asiai.gates.inputs import gather, prefix_names, run_phase_names
+from pytest_asiai.gates.phases import (
+    gate_duplicates,
+    gate_early_stop,
+    gate_memory,
+    gate_solo,
+    gate_swap,
+    gate_thinking,
+    gate_valid,
+    resolver,
+)
+from pytest_asiai.gates.reuse import gate_reuse
 from pytest_asiai.gates.thresholds import Thresholds
 from pytest_asiai.measure.metrics import decode_tok_s
 
@@ -35,7 +42,7 @@ IDS = {
     "m5-mlxlm-35b-mtp.json": "mlx-lm-qwen3.6-35b-a3b-mlx-mtp-4bit-mtp_on",
 }
 NOT_MEASURED = {"valid", "swap", "solo", "duplicates", "thinking", "memory"}
-#: Gate outcomes per replayed case: what a careful reading of asiai-protocol.md predicts.
+#: Gate outcomes per replayed case: what a careful reading of docs/asiai-protocol.md predicts.
 EXPECTED = {
     IDS["m5-llamacpp-27b-mtp.json"]: {"ttft": "pass", "reuse": "fail", "early_stop": "pass"},
     IDS["m5-llamacpp-35b-mtp.json"]: {"ttft": "pass", "reuse": "fail", "early_stop": "pass"},
@@ -140,20 +147,20 @@ def test_v4_recordings_carry_probes_thinking_and_errors(tmp_path):
     assert rec.machine_id == "Darwin-arm64-Apple M5 Max-18c-128g" and rec.version == "9430"
     failed = rec.phases["prefix-test-1"][0].record
     assert (failed.ok, failed.error_kind, failed.status, failed.error) == (False, "http", 500, "HTTP 500: boom")
-    agentic = ReplayAgentic(ReplayEngine(case, EngineManager(tmp_path), lambda h: None), emit=lambda e: None)
-    resolve = gates.resolver(Thresholds({}, {}), case)
-    inputs = gates.gather(agentic, gates.run_phase_names(agentic), agentic.probes)
-    assert gates.gate_valid(inputs, resolve).value == 75.0  # the failed request counts against validity
-    thinking = gates.gate_thinking(inputs, resolve)
+    agentic = Agentic(ReplaySource(ReplayEngine(case, EngineManager(tmp_path), lambda h: None), emit=lambda e: None))
+    resolve = resolver(Thresholds({}, {}), case)
+    inputs = gather(agentic, run_phase_names(agentic), agentic.samplers)
+    assert gate_valid(inputs, resolve).value == 75.0  # the failed request counts against validity
+    thinking = gate_thinking(inputs, resolve)
     assert thinking.outcome == "fail" and "prefix-test-1#1 has inline <think>" in thinking.reason
-    assert gates.gate_early_stop(inputs, resolve).value == 0  # warm stopped by choice after 12 tokens
-    assert gates.gate_swap(inputs, resolve).outcome == "pass"
-    assert gates.gate_solo(inputs, resolve).outcome == "pass"
-    assert gates.gate_duplicates(inputs, resolve).outcome == "fail"
-    memory = gates.gate_memory(inputs, resolve)
+    assert gate_early_stop(inputs, resolve).value == 0  # warm stopped by choice after 12 tokens
+    assert gate_swap(inputs, resolve).outcome == "pass"
+    assert gate_solo(inputs, resolve).outcome == "pass"
+    assert gate_duplicates(inputs, resolve).outcome == "fail"
+    memory = gate_memory(inputs, resolve)
     assert (memory.outcome, memory.value) == ("no threshold", 29500.5)
-    names = gates.prefix_names(agentic)
-    reuse = gates.gate_reuse(gates.gather(agentic, ["cold", *names], agentic.probes), resolve, names)
+    names = prefix_names(agentic)
+    reuse = gate_reuse(gather(agentic, ["cold", *names], agentic.samplers), resolve, names)
     assert reuse.outcome == "not measured"  # prefix-test-1 had a failed request: the phase is not usable
 
 

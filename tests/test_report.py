@@ -17,16 +17,11 @@ from report_helpers import copy_suite, engines_toml, load_valid, plugin_args, sy
 from scripted_engine import Behaviour
 
 from pytest_asiai.measure import machine
+from pytest_asiai.report.events import case_for_nodeid, plain_nodeid
+from pytest_asiai.report.files import log_path_for
+from pytest_asiai.report.fold import ReportModel, rebuild
 from pytest_asiai.report.redact import REDACTED, Redactor, scrub_args
-from pytest_asiai.report.writer import (
-    ReportModel,
-    case_for_nodeid,
-    log_path_for,
-    plain_nodeid,
-    rebuild,
-    schema_problem,
-    validate_report,
-)
+from pytest_asiai.report.schema import schema_problem, validate_report
 
 SECRET = "sk-test-7c1f0e9a4b2d"
 
@@ -380,7 +375,7 @@ def _with_mtp(events: list, setting: str, decode_scale: float) -> list:
 
 
 def test_the_report_pairs_mtp_on_and_off_of_one_model():
-    from pytest_asiai.report.writer import validate_report
+    from pytest_asiai.report.schema import validate_report
 
     base = synthetic_case("llamacpp", decode=100.0)
     report = synthetic_report(_with_mtp(base, "off", 1.0), _with_mtp(base, "on", 1.25))

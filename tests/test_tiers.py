@@ -1,4 +1,4 @@
-"""Tiers and the tier table over report-model cases (asiai §3.9 logic with our gates)."""
+"""Tiers and the tier table over report-model cases (docs/asiai-protocol.md §3.9 logic with our gates)."""
 
 from __future__ import annotations
 

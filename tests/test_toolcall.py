@@ -14,20 +14,13 @@ from pathlib import Path
 import pytest
 from scripted_engine import Behaviour, ScriptedEngine
 
-from pytest_asiai.toolcall.core import (
-    GATES,
-    Conversation,
-    budget_for,
-    empty_paths,
-    judge,
-    merge_fields,
-    parse_arguments,
-    run_recovery,
-    run_scenario,
-    schema_violations,
-    score_call,
-    summarize,
-)
+from pytest_asiai.gates.thresholds import Threshold
+from pytest_asiai.gates.verdict import Gate, GateResult, judge_value
+from pytest_asiai.toolcall.core import Conversation, budget_for, merge_fields, run_scenario
+from pytest_asiai.toolcall.gates import GATES
+from pytest_asiai.toolcall.recovery import run_recovery
+from pytest_asiai.toolcall.scoring import empty_paths, parse_arguments, schema_violations, score_call
+from pytest_asiai.toolcall.summary import summarize
 from pytest_asiai.toolcall.tools import BASIC, FEWSHOT, RECOVERY, STRESS, TOOL_SCHEMAS, TOOLS, Scenario, Turn
 from pytest_asiai.wire.client import StreamingClient
 from pytest_asiai.wire.records import RequestRecord, ToolCall
@@ -453,6 +446,11 @@ def test_a_conversation_survives_the_server_dropping_a_kept_alive_connection():
 
 
 # ------------------------------------------------------------------------------------------- gates
+
+
+def judge(gate: Gate, key: str, value: float | None, threshold: float | bool | None, source: str, **how) -> GateResult:
+    """The shared verdict on a tool-call gate, its threshold resolved as the session resolves it."""
+    return judge_value(gate, value, Threshold.resolved(threshold, gate.default, source), key=key, **how)
 
 
 def test_judge_compares_on_the_gate_side():

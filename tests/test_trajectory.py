@@ -10,21 +10,10 @@ import json
 
 import pytest
 
+from pytest_asiai.endurance.growth import Calibrator, ContextPlan, handbook, padding_text, system_prompt
+from pytest_asiai.endurance.history import Conversation, broken_call_text, truncate_arguments
 from pytest_asiai.endurance.simrepo import MODULES, Fact, SimRepo, build_repo
-from pytest_asiai.endurance.trajectory import (
-    Calibrator,
-    ContextPlan,
-    Conversation,
-    Planner,
-    broken_call_text,
-    fact_for,
-    handbook,
-    judge_step,
-    padding_text,
-    reference_call,
-    system_prompt,
-    truncate_arguments,
-)
+from pytest_asiai.endurance.steps import Planner, fact_for, judge_step, reference_call
 
 SEED = 9
 

@@ -1,4 +1,4 @@
-"""Output validity rules (asiai §3.4) and the thinking-off switches, as pure functions."""
+"""Output validity rules (docs/asiai-protocol.md §3.4) and the thinking-off switches, as pure functions."""
 
 from __future__ import annotations
 

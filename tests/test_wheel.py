@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from real_engine import REPO, cache_dir, engines_toml
 
-from pytest_asiai.report.writer import schema_problem
+from pytest_asiai.report.schema import schema_problem
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -4,7 +4,7 @@ A phase names its system prompt, its user message and its output budget; the pro
 come from :mod:`pytest_asiai.agentic.prompts`. Phases run in protocol order, and asking for one runs every
 earlier phase of the case first (the cache state a phase measures depends on them).
 
-Where asiai's design is weak, this protocol differs on purpose (README, "The agentic protocol"):
+Where asiai's design is weak, this protocol differs on purpose (docs/agentic.md):
 ``prefix-test-3`` sends a third, new user message (asiai repeats prefix-test-1, which a multi-entry
 cache answers with a full hit); every user message asks for a long answer, so output length does
 not depend on how talkative the model is; cold phases are cold in every repeat (salt, and the

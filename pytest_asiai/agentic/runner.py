@@ -1,4 +1,7 @@
-"""The ``agentic`` fixture's object: one case's measurements, taken lazily and exactly once.
+"""The live record source: one case's protocol phases, measured lazily and exactly once.
+
+The ``agentic`` fixture's object (:class:`pytest_asiai.agentic.results.Agentic`) asks this source
+for phases on a live case (a replayed case has pytest_asiai/agentic/replay.py's source instead).
 
 Asking for a phase runs it, and every earlier phase it depends on, once per session per case, so
 ``-k warm`` still measures ``cold`` first and a user's gate test reuses the measurements of the
@@ -18,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -27,144 +30,36 @@ import httpx
 from pytest_asiai.agentic.calibrate import Calibration, calibrate
 from pytest_asiai.agentic.prompts import Corpus
 from pytest_asiai.agentic.protocol import PHASE_NAMES, PROFILES, Phase, Profile, phase, phase_names_for
+from pytest_asiai.agentic.results import Emit, Origin, PhaseResult, PhaseRun
 from pytest_asiai.engines.handle import EngineHandle
 from pytest_asiai.engines.managed import EngineStartError
-from pytest_asiai.measure import metrics
+from pytest_asiai.measure.samplers import SamplerView
+from pytest_asiai.measure.validity import thinking_off_requested
 from pytest_asiai.wire.client import StreamingClient, Timeouts
 from pytest_asiai.wire.records import RequestRecord
-from pytest_asiai.wire.serialize import record_to_dict
+from pytest_asiai.wire.requests import RequestBuilder
 
-#: Request keys the protocol sets itself; engines.toml ``request`` cannot override them (its schema
-#: refuses them too). ``temperature`` (0.0) is a default that ``request`` may change.
-PROTOCOL_KEYS = ("model", "messages", "max_tokens", "stream", "stream_options")
 #: How a cold request was made cold, in report order (see EngineHandle.reset_cache).
 COLD_METHODS = ("salt", "request", "endpoint", "unload", "restart")
-
-
-@dataclass(frozen=True, slots=True)
-class PhaseRun:
-    """One request of one phase in one repeat."""
-
-    phase: str
-    repeat: int
-    max_tokens: int
-    record: RequestRecord
-    cold_method: str | None = None
-    """For cold phases: how this request was made cold, e.g. ``salt+request+restart``."""
-    sent: Mapping[str, Any] = field(default_factory=dict)
-    """Every request field except the messages (thinking and cold fields included)."""
-    prompt: Mapping[str, str] = field(default_factory=dict)
-    """Which texts were sent: ``system`` (A or B), ``user`` (X, Y, Z or L) and the ``salt``."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase,
-            "repeat": self.repeat,
-            "max_tokens": self.max_tokens,
-            "cold_method": self.cold_method,
-            "sent": dict(self.sent),
-            "prompt": dict(self.prompt),
-            **record_to_dict(self.record),
-        }
-
-
-@dataclass(slots=True)
-class PhaseResult:
-    """Every request of one phase (one per repeat), their statistics, and why any repeat sent nothing."""
-
-    name: str
-    runs: list[PhaseRun] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    """Repeats that sent no request, and why (context too small, restart failed, engine down)."""
-    description: str = ""
-    context_note: str | None = None
-    """For long phases: the context they need and the engine's, appended to request failures."""
-
-    @property
-    def records(self) -> list[RequestRecord]:
-        return [r.record for r in self.runs]
-
-    @property
-    def ok(self) -> bool:
-        """True when the phase ran and none of its requests failed."""
-        return bool(self.runs) and not self.errors and all(r.record.ok for r in self.runs)
-
-    @property
-    def failures(self) -> list[PhaseRun]:
-        return [r for r in self.runs if not r.record.ok]
-
-    @property
-    def stats(self) -> dict[str, Mapping[str, float | int | None]]:
-        return metrics.phase_stats(self.records)
-
-    def median(self, metric: str) -> float | None:
-        """Median of one metric over the successful requests (None when never measured)."""
-        value = self.stats[metric]["median"]
-        return None if value is None else float(value)
-
-    @property
-    def ttft_ms(self) -> float | None:
-        return self.median("ttft_ms")
-
-    @property
-    def ttfc_ms(self) -> float | None:
-        return self.median("ttfc_ms")
-
-    @property
-    def decode_tok_s(self) -> float | None:
-        return self.median("decode_tok_s")
-
-    @property
-    def cached_tokens(self) -> float | None:
-        return self.median("cached_tokens")
-
-    @property
-    def prompt_tokens(self) -> float | None:
-        return self.median("prompt_tokens")
-
-    @property
-    def completion_tokens(self) -> float | None:
-        return self.median("completion_tokens")
-
-    def failure_message(self) -> str | None:
-        """One line per failed request (with the engine's own message) or request not sent."""
-        if not self.runs and not self.errors:
-            return f"phase {self.name} sent no request"
-        suffix = f" ({self.context_note})" if self.context_note else ""
-        lines = [*self.errors]
-        lines += [
-            f"{self.name} repeat {r.repeat}: {r.record.error_kind}: {r.record.error}{suffix}" for r in self.failures
-        ]
-        return "\n".join(lines) or None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "runs": [r.to_dict() for r in self.runs],
-            "errors": list(self.errors),
-            "stats": self.stats,
-        }
-
-
-Emit = Callable[[dict[str, Any]], None]
 
 
 class _NotSent(Exception):
     """A phase's request could not be sent in one repeat; the message says why."""
 
 
-def merge_fields(body: dict[str, Any], fields: Mapping[str, Any]) -> None:
-    """Add request fields; a dict value (``chat_template_kwargs``) is merged one level deep."""
-    for key, value in fields.items():
-        old = body.get(key)
-        body[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, Mapping) else value
+class LiveSource:
+    """The live record source: one case's protocol state, which phases ran in which repeat, and their results."""
 
-
-class Agentic:
-    """One case's protocol state: which phases ran, in which repeat, and their results."""
-
-    def __init__(self, handle: EngineHandle, *, runs: int, profile: str, planned: Iterable[str], emit: Emit) -> None:
+    def __init__(
+        self,
+        handle: EngineHandle,
+        *,
+        runs: int,
+        profile: str,
+        planned: Iterable[str],
+        emit: Emit,
+        samplers: SamplerView | None = None,
+    ) -> None:
         self.handle = handle
         self.case = handle.case
         self.runs = runs
@@ -174,10 +69,11 @@ class Agentic:
         wanted = set(planned)
         self.planned = [p for p in self.phase_names if p in wanted]
         self.results: dict[str, PhaseResult] = {}
-        self.metrics: dict[str, Any] = {}
         self.primers: list[dict[str, Any]] = []
         """Unmeasured requests resent to restore a repeat's cache state (see the module docstring)."""
-        self._emit = emit
+        self.origin = Origin(thinking_off=thinking_off_requested(self.case.request, self.case.thinking))
+        self.samplers = samplers
+        self.emit = emit
         self._session_salt = secrets.token_hex(8)
         self._done: list[list[str]] = [[] for _ in range(runs)]
         self._bodies: dict[tuple[int, str], dict[str, Any]] = {}
@@ -188,7 +84,6 @@ class Agentic:
         self._client_url: str | None = None
         self._start_error: str | None = None
 
-    # -- public API used by tests -------------------------------------------------------------
     def phase(self, name: str) -> PhaseResult:
         """The result of ``name``, running it (and the phases before it) if not yet done."""
         spec = phase(name)
@@ -198,15 +93,6 @@ class Agentic:
             last = max(PHASE_NAMES.index(p) for p in [*self.planned, spec.name])
             self._run_until(PHASE_NAMES[last])
         return self.results[spec.name]
-
-    def record_metric(self, name: str, value: float | int | str | bool | None) -> None:
-        """Keep a value computed by a user's test; it lands in the report next to the gates."""
-        self.metrics[name] = value
-        self._emit({"type": "metric", "name": name, "value": value})
-
-    @property
-    def engine(self) -> EngineHandle:
-        return self.handle
 
     @property
     def calibration(self) -> Calibration | None:
@@ -241,7 +127,7 @@ class Agentic:
                 f"(engines.toml gives a base_url), so it cannot be restarted"
             )
             self.results[spec.name] = PhaseResult(spec.name, errors=[reason], description=spec.description)
-            self._emit({"type": "phase", "phase": self.results[spec.name].to_dict()})
+            self.emit({"type": "phase", "phase": self.results[spec.name].to_dict()})
         return self.results[spec.name]
 
     def _run_until(self, last: str) -> None:
@@ -259,11 +145,12 @@ class Agentic:
         result = self.results.setdefault(spec.name, PhaseResult(spec.name, description=spec.description))
         try:
             self._send(spec, repeat, result)
+            time.sleep(self.case.pause_s)  # engines.toml pause_s: a cache stored after the response lands
         except _NotSent as exc:
             result.errors.append(f"{spec.name} repeat {repeat}: not sent: {exc}")
         self._done[repeat].append(spec.name)
         # Emitted after every request: an interrupted run keeps what it measured.
-        self._emit({"type": "phase", "phase": result.to_dict()})
+        self.emit({"type": "phase", "phase": result.to_dict()})
         if spec.cold:
             self._emit_settings()  # the case's cold method now includes what this run used
 
@@ -319,6 +206,7 @@ class Agentic:
             return
         try:
             record = self._client_for().chat(self._bodies[(repeat, sent[-1])])
+            time.sleep(self.case.pause_s)
         except _NotSent as exc:
             self.primers.append({"repeat": repeat, "phase": sent[-1], "ok": False, "error": str(exc)})
             return
@@ -329,27 +217,14 @@ class Agentic:
     def _body(
         self, spec: Phase, repeat: int, max_tokens: int, corpus: Corpus, cold_fields: bool
     ) -> tuple[dict[str, Any], str]:
+        """The phase's request (pytest_asiai/wire/requests.py); a cold one carries the family's cache bypass."""
         salt = self._salt(repeat, spec.system)
-        body = self._base_fields()
-        body.update(
-            model=self.case.model_id,
-            messages=[
-                {"role": "system", "content": corpus.system(spec.system, salt)},
-                {"role": "user", "content": corpus.user(spec.user)},
-            ],
-            max_tokens=max_tokens,
-        )
-        if cold_fields:
-            merge_fields(body, self.handle.family.cold_fields())
-        return body, salt
-
-    def _base_fields(self) -> dict[str, Any]:
-        """engines.toml ``request`` fields, then the model's thinking setting in the family's dialect."""
-        body: dict[str, Any] = {"temperature": 0.0}
-        body.update((k, v) for k, v in self.case.request.items() if k not in PROTOCOL_KEYS)
-        if self.case.thinking is not None:
-            merge_fields(body, self.handle.family.thinking_fields(self.case.thinking == "on"))
-        return body
+        messages = [
+            {"role": "system", "content": corpus.system(spec.system, salt)},
+            {"role": "user", "content": corpus.user(spec.user)},
+        ]
+        suite = self.handle.family.cold_fields() if cold_fields else None
+        return RequestBuilder.for_handle(self.handle).body(messages, max_tokens=max_tokens, suite=suite), salt
 
     def _salt(self, repeat: int, system: str) -> str:
         """Unique per session, repeat and system prompt, and different from its first character on."""
@@ -385,7 +260,7 @@ class Agentic:
             self._client = StreamingClient(
                 url,
                 api_key=self.case.api_key,
-                timeouts=Timeouts(connect_s=self.case.connect_timeout_s, deadline_s=self.case.deadline_s),
+                timeouts=Timeouts.for_case(self.case),
             )
             self._client_url = url
         return self._client
@@ -406,7 +281,7 @@ class Agentic:
                 self._calibration = calibrate(
                     self.profile, http, self._client_url, self._probe(client), self.case.context
                 )
-            self._emit(
+            self.emit(
                 {"type": "result", "section": "protocol", "key": "calibration", "value": self._calibration.to_dict()}
             )
             self._emit_settings()
@@ -414,10 +289,8 @@ class Agentic:
 
     def _probe(self, client: StreamingClient) -> Callable[[str, str], RequestRecord]:
         def send(system: str, user: str) -> RequestRecord:
-            body = self._base_fields()
             messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-            body.update(model=self.case.model_id, messages=messages, max_tokens=1)
-            return client.chat(body)
+            return client.chat(RequestBuilder.for_handle(self.handle).body(messages, max_tokens=1))
 
         return send
 
@@ -441,4 +314,4 @@ class Agentic:
             "thinking_fields": thinking,
             "primers": list(self.primers),
         }
-        self._emit({"type": "result", "section": "protocol", "key": "settings", "value": value})
+        self.emit({"type": "result", "section": "protocol", "key": "settings", "value": value})

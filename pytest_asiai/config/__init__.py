@@ -1,1 +1,2 @@
-"""Configuration: engines.toml into the case matrix, command-line and ini options, typed plugin state keys."""
+"""Configuration: engines.toml into the case matrix (matrix, validated by validate), command-line and
+ini options (options, pathargs), typed plugin state keys (stash)."""

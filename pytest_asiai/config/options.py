@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_asiai.agentic.protocol import DEFAULT_PROFILE, PROFILES
-from pytest_asiai.measure.power import MODES as POWER_MODES
-from pytest_asiai.measure.power import mode_from_env
+from pytest_asiai.measure.power_backends import MODES as POWER_MODES
+from pytest_asiai.measure.power_backends import mode_from_env
 
 
 def register(parser: pytest.Parser) -> None:
@@ -55,7 +55,7 @@ def register(parser: pytest.Parser) -> None:
         metavar="NAME",
         default=None,
         choices=sorted(PROFILES),
-        help="prompt sizes: 'full' (asiai sizes, ~6K system, 50K long) or 'smoke' (CPU-sized)",
+        help="prompt sizes: 'full' (asiai's: ~6K system, 50K long), 'smoke' (CPU-sized) or 'tiny' (slow servers)",
     )
     group.addoption(
         "--asiai-baseline",
@@ -174,6 +174,8 @@ class Settings:
     burst_sizes_default: tuple[int, ...] | None = None
     """ini asiai_burst_sizes: used where engines.toml says nothing."""
     burst_runs: int = 1
+    endurance_turns: int | None = None
+    """--asiai-endurance-turns: the straight trajectory's tool calls (None: the profile's)."""
     solo: str = "check"
     """--asiai-solo: ``stop`` stops the plugin's own other engines before a case is measured."""
     power: str = "auto"
@@ -258,6 +260,7 @@ def read(config: pytest.Config) -> Settings:
         burst_sizes_override=burst_sizes(opt("asiai_burst_sizes"), "--asiai-burst-sizes"),
         burst_sizes_default=burst_sizes(str(config.getini("asiai_burst_sizes")), "ini asiai_burst_sizes"),
         burst_runs=_burst_runs(config),
+        endurance_turns=opt("asiai_endurance_turns"),
         solo=str(opt("asiai_solo")),
         power=_power_mode(opt("asiai_power")),
     )
@@ -276,7 +279,7 @@ def _power_mode(option: str | None) -> str:
 
 def check_outputs(settings: Settings) -> None:
     """Every file the run will write must be writable now: finding out after the benchmark loses it."""
-    from pytest_asiai.report.writer import output_problem  # report imports much of the package; options stays light
+    from pytest_asiai.report.files import output_problem  # report imports much of the package; options stays light
 
     outputs = [("--asiai-json", settings.json_path), ("--asiai-html", settings.html_path)]
     if settings.update_baseline:

@@ -9,46 +9,35 @@ simulated repository (:mod:`pytest_asiai.endurance.simrepo`) and measures every 
 Scenarios: ``straight`` (the whole trajectory, persistence probes at fixed turns), ``interrupt``
 (a stream is cancelled mid-way at a fixed turn, then the same turn is resumed) and ``malformed``
 (at a fixed turn the model's call is cut in half before the environment sees it, and the next calls
-show whether it repairs it). Results land under ``results.endurance.<scenario>``, gate verdicts under
-``results.gates.<gate>`` of the JSON report.
+show whether it repairs it). Results land under ``results.endurance.<scenario>``; the gates
+(:mod:`pytest_asiai.endurance.gates`) report under ``results.gates.<gate>`` of the JSON report.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import statistics
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from pytest_asiai.agentic.calibrate import context_window, tokenize_counter
-from pytest_asiai.config.matrix import Case
-from pytest_asiai.config.stash import session_of
-from pytest_asiai.endurance.trajectory import (
-    DEFAULT_SEED,
-    EnduranceProfile,
-    ScenarioSpec,
-    TrajectoryRunner,
-    calibration_sample,
-)
-from pytest_asiai.gates.thresholds import meets
-from pytest_asiai.wire.client import StreamingClient, Timeouts, chat_url, encode_body, request_headers
-from pytest_asiai.wire.sse import SSEDecoder
+from pytest_asiai.endurance.growth import calibration_sample
+from pytest_asiai.endurance.profiles import EnduranceProfile, ScenarioSpec
+from pytest_asiai.endurance.steps import DEFAULT_SEED
+from pytest_asiai.endurance.trajectory import TrajectoryRunner
+from pytest_asiai.wire.client import StreamingClient, Timeouts, client_for
+
+if TYPE_CHECKING:
+    from pytest_asiai.runtime.context import CaseContext
 
 __all__ = [
-    "GATES",
     "PROFILES",
     "SCENARIOS",
     "Endurance",
     "cancel_stream",
-    "check",
-    "endurance_fixture",
-    "judge",
     "measure",
     "scenario_spec",
     "summarize",
@@ -83,68 +72,25 @@ def scenario_spec(name: str, profile: EnduranceProfile) -> ScenarioSpec:
 # ----------------------------------------------------------------------------- cancel a stream
 
 
-def cancel_stream(
-    http: httpx.Client, url: str, body: Mapping[str, Any], after_chunks: int, api_key: str | None = None
-) -> dict[str, Any]:
+def cancel_stream(client: StreamingClient, body: Mapping[str, Any], after_chunks: int) -> dict[str, Any]:
     """Send ``body`` streamed and close the connection after ``after_chunks`` token-bearing chunks.
 
     This is what a client does when its user presses stop: the engine sees the socket close
-    mid-stream. ``mid_stream`` is False when the answer ended before the cut (nothing was cancelled).
-    A request lost on a stale keep-alive connection (no response at all) is sent once more, as the
-    trajectory's own requests are.
+    mid-stream (``StreamingClient.cancel``, the one client, token rule and keep-alive resend of
+    every request). ``mid_stream`` is False when the answer ended, or failed, before the cut.
     """
-    out = _cancel_once(http, url, body, after_chunks, api_key)
-    out["transport_retries"] = 0
-    if out["status"] is None and out["error"] is not None:
-        out = {**_cancel_once(http, url, body, after_chunks, api_key), "transport_retries": 1}
-    return out
-
-
-def _cancel_once(
-    http: httpx.Client, url: str, body: Mapping[str, Any], after_chunks: int, api_key: str | None
-) -> dict[str, Any]:
-    t0 = time.perf_counter_ns()
-    out: dict[str, Any] = {"status": None, "chunks_seen": 0, "ttft_ms": None, "done": False, "error": None}
-    try:
-        with http.stream("POST", url, content=encode_body(body), headers=request_headers(api_key)) as response:
-            out["status"] = response.status_code
-            if response.status_code >= 400:
-                out["error"] = f"HTTP {response.status_code}"
-            else:
-                _read_until(response, after_chunks, out, t0)
-    except httpx.HTTPError as exc:
-        out["error"] = f"{type(exc).__name__}: {exc}"
-    out["cancelled_ms"] = (time.perf_counter_ns() - t0) / 1e6
-    out["mid_stream"] = out["error"] is None and not out["done"] and out["chunks_seen"] >= after_chunks
-    out["after_chunks"] = after_chunks
-    return out
-
-
-def _read_until(response: httpx.Response, after_chunks: int, out: dict[str, Any], t0: int) -> None:
-    decoder = SSEDecoder()
-    for raw in response.iter_raw():
-        for payload in decoder.feed(raw):
-            if payload.strip() == "[DONE]":
-                out["done"] = True
-                return
-            if _carries_token(payload):
-                out["chunks_seen"] += 1
-                if out["ttft_ms"] is None:
-                    out["ttft_ms"] = (time.perf_counter_ns() - t0) / 1e6
-        if out["chunks_seen"] >= after_chunks:
-            return
-
-
-def _carries_token(payload: str) -> bool:
-    try:
-        chunk = json.loads(payload)
-    except ValueError:
-        return False
-    choices = chunk.get("choices") if isinstance(chunk, dict) else None
-    delta = choices[0].get("delta") if choices and isinstance(choices[0], dict) else None
-    if not isinstance(delta, dict):
-        return False
-    return any(delta.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls"))
+    record, cut = client.cancel(body, after_chunks)
+    return {
+        "status": record.status,
+        "chunks_seen": record.chunks,
+        "ttft_ms": record.ttft_ms,
+        "done": not cut and record.ok,
+        "error": None if cut or record.ok else f"{record.error_kind}: {record.error}",
+        "cancelled_ms": record.total_ms,
+        "mid_stream": cut,
+        "after_chunks": after_chunks,
+        "transport_retries": int(record.resent),
+    }
 
 
 # -------------------------------------------------------------------------------------- summary
@@ -191,8 +137,8 @@ def _quality(turns: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "first_invalid_turn": next((t["turn"] for t, s in zip(turns, scores, strict=True) if not s.get("clean")), None),
         "first_failure_turn": next((t["turn"] for t, ok in zip(turns, ok_flags, strict=True) if not ok), None),
         "derailment_turn": _derailment(turns, ok_flags),
-        "latency_ms_first": turns[0]["request"]["latency_ms"] if turns else None,
-        "latency_ms_last": turns[-1]["request"]["latency_ms"] if turns else None,
+        "total_ms_first": turns[0]["request"]["total_ms"] if turns else None,
+        "total_ms_last": turns[-1]["request"]["total_ms"] if turns else None,
         "context_tokens_first": turns[0]["context_tokens"] if turns else None,
         "context_tokens_last": turns[-1]["context_tokens"] if turns else None,
     }
@@ -280,7 +226,7 @@ _CURVE_KEYS = {
     "context_target_tokens": ("context_target_tokens",),
     "clean": ("score", "clean"),
     "ok": ("ok",),
-    "latency_ms": ("request", "latency_ms"),
+    "total_ms": ("request", "total_ms"),
     "ttft_ms": ("request", "ttft_ms"),
     "cached_tokens": ("request", "cached_tokens"),
     "cached_ratio": ("cached_ratio",),
@@ -314,108 +260,11 @@ def _windows(turns: Sequence[Mapping[str, Any]], count: int = 8) -> list[dict[st
                 "turns": [part[0]["turn"], part[-1]["turn"]],
                 "context_tokens": [min(contexts), max(contexts)] if contexts else None,
                 "clean_pct": _pct(sum(bool((t["score"] or {}).get("clean")) for t in part), len(part)),
-                "latency_ms_median": _median([t["request"]["latency_ms"] for t in part]),
+                "total_ms_median": _median([t["request"]["total_ms"] for t in part]),
                 "ttft_ms_median": _median([t["request"]["ttft_ms"] for t in part]),
             }
         )
     return out
-
-
-# ---------------------------------------------------------------------------------------- gates
-
-PASS, FAIL, NOT_MEASURED, NO_THRESHOLD, DISABLED = "pass", "fail", "not measured", "no threshold", "disabled"
-
-
-@dataclass(frozen=True, slots=True)
-class GateSpec:
-    """Which scenario a gate reads, where its value is, and which side of the threshold passes."""
-
-    scenario: str
-    path: tuple[str, ...]
-    default: float | bool
-    unit: str
-    at_least: bool = True
-    doc: str = ""
-
-
-GATES: dict[str, GateSpec] = {
-    "endurance_clean_pct": GateSpec(
-        "straight", ("summary", "clean_pct"), 80.0, "%", doc="clean calls over the straight trajectory"
-    ),
-    "endurance_derail_turn": GateSpec(
-        "straight", ("summary", "derailment_turn"), 60.0, "turn", doc="no derailment before this turn"
-    ),
-    "endurance_persistence_pct": GateSpec(
-        "straight", ("persistence", "probe_pct"), 100.0, "%", doc="persistence probes that edited the current line"
-    ),
-    "endurance_lost_edits": GateSpec(
-        "straight", ("persistence", "lost_edits"), 0.0, "edits", at_least=False, doc="earlier edits undone later"
-    ),
-    "endurance_prefix_reuse": GateSpec(
-        "straight", ("cache", "prefix_reuse_median"), 0.5, "fraction", doc="median share of the last prompt reused"
-    ),
-    "endurance_recovery_pct": GateSpec(
-        "malformed", ("recovery", "recovery_pct"), 50.0, "%", doc="broken calls repaired by the very next call"
-    ),
-    "endurance_resume_ok": GateSpec(
-        "interrupt", ("interruption", "engine_recovered"), True, "", doc="the engine serves the resumed turn"
-    ),
-    "endurance_resume_cached_ratio": GateSpec(
-        "interrupt", ("interruption", "resume_cached_ratio"), 0.5, "fraction", doc="prompt cached on resume"
-    ),
-}
-
-
-def judge(name: str, result: Mapping[str, Any], threshold: float | bool | None) -> tuple[str, str, Any]:
-    """(outcome, reason, value) of an endurance gate on its scenario's result."""
-    spec = GATES[name]
-    where = f"{spec.scenario} scenario"
-    if threshold is False:
-        return DISABLED, f"{name}=false", None
-    if not result.get("turns"):
-        return NOT_MEASURED, f"{where}: no turn was measured ({result.get('stop_reason')})", None
-    value = _dig(result, spec.path)
-    if name == "endurance_derail_turn":
-        return _judge_derail(result, threshold, where)
-    if name == "endurance_resume_ok":
-        return _judge_resume(result, value, where)
-    if value is None:
-        return NOT_MEASURED, f"{where}: {_why_unmeasured(name)}", None
-    if threshold is None or threshold is True:
-        return NO_THRESHOLD, f"{where}: {value} {spec.unit}", value
-    limit = float(threshold)
-    ok, sign = meets(value, limit, spec.at_least)
-    return (PASS if ok else FAIL), f"{where}: {spec.doc} {value:g} {spec.unit} {sign} {limit:g}", value
-
-
-def _judge_derail(result: Mapping[str, Any], threshold: float | bool | None, where: str) -> tuple[str, str, Any]:
-    summary = result["summary"]
-    turn = summary["derailment_turn"]
-    limit = GATES["endurance_derail_turn"].default if threshold is None or threshold is True else threshold
-    if turn is None:
-        return PASS, f"{where}: never derailed in {summary['turns']} turns", None
-    ok = turn >= float(limit)
-    first = summary["first_failure_turn"]
-    reason = f"{where}: derailed at turn {turn} (first failure at turn {first}) {'≥' if ok else '<'} {limit:g}"
-    return (PASS if ok else FAIL), reason, turn
-
-
-def _judge_resume(result: Mapping[str, Any], value: Any, where: str) -> tuple[str, str, Any]:
-    info = result.get("interruption")
-    if info is None:
-        return NOT_MEASURED, f"{where}: the trajectory stopped before the interruption turn", None
-    if value:
-        return PASS, f"{where}: the engine served turn {info['turn']} again after the cancelled stream", True
-    return FAIL, f"{where}: the resumed turn {info['turn']} failed: {info['resume_error']}", False
-
-
-def _why_unmeasured(name: str) -> str:
-    return {
-        "endurance_recovery_pct": "no broken call had a following turn",
-        "endurance_persistence_pct": "no persistence probe was asked (no edit step before a probe turn)",
-        "endurance_prefix_reuse": "the engine reported no cached tokens",
-        "endurance_resume_cached_ratio": "the resumed turn reported no cached tokens",
-    }.get(name, "not measured")
 
 
 # -------------------------------------------------------------------------------- fixture object
@@ -424,12 +273,12 @@ def _why_unmeasured(name: str) -> str:
 class Endurance:
     """The ``endurance`` fixture's object: one case's scenarios, each run once per session."""
 
-    def __init__(self, config: pytest.Config, case: Case) -> None:
-        self.session = session_of(config)
-        self.case = case
-        profile_name = self.session.settings.profile_for(case.profile)
+    def __init__(self, context: CaseContext) -> None:
+        self.context = context
+        self.case = context.case
+        profile_name = context.settings.profile_for(self.case.profile)
         profile = PROFILES[profile_name if profile_name in PROFILES else "smoke"]
-        turns = config.getoption("asiai_endurance_turns", None)
+        turns = context.settings.endurance_turns
         self.profile = profile.with_turns(int(turns)) if turns else profile
         self.results: dict[str, dict[str, Any]] = {}
         self._salt = secrets.token_hex(4)
@@ -440,38 +289,23 @@ class Endurance:
             if self.case.replay is not None:
                 pytest.skip(f"endurance: replayed case {self.case.id} holds no trajectory")
             self.results[name] = self._run(name)
-            self.session.record_result(self.case.id, SECTION, name, self.results[name])
+            self.context.record_result(SECTION, name, self.results[name])
         return self.results[name]
 
-    def threshold(self, name: str) -> tuple[float | bool | None, str]:
-        value = self.session.thresholds.get(self.case, name, GATES[name].default)
-        if value is True and not isinstance(GATES[name].default, bool):
-            value = GATES[name].default
-        return value, self.session.thresholds.source(self.case, name)
-
     def _run(self, name: str) -> dict[str, Any]:
-        handle = self.session.handle(self.case)
+        handle = self.context.engine
         base_url = handle.ensure_running()
-        request: dict[str, Any] = {}
-        if self.case.thinking is not None:
-            request.update(handle.family.thinking_fields(self.case.thinking == "on"))
-        request.update(self.case.request)
-        timeouts = Timeouts(connect_s=self.case.connect_timeout_s, deadline_s=self.case.deadline_s)
-        with (
-            StreamingClient(base_url, api_key=self.case.api_key, timeouts=timeouts) as client,
-            httpx.Client(
-                timeout=httpx.Timeout(self.case.deadline_s, connect=self.case.connect_timeout_s), trust_env=False
-            ) as http,
-        ):
-            url = chat_url(base_url)
+        timeouts = Timeouts.for_case(self.case)
+        metadata = httpx.Timeout(timeouts.deadline_s, connect=timeouts.connect_s)
+        with client_for(handle) as client, httpx.Client(timeout=metadata, trust_env=False) as http:
             window, _ = context_window(http, base_url, self.case.context)
             runner = TrajectoryRunner(
                 scenario_spec(name, self.profile),
                 self.profile,
                 chat=client.chat,
-                cancel=lambda body: cancel_stream(http, url, body, self.profile.cancel_after_chunks, self.case.api_key),
+                cancel=lambda body: cancel_stream(client, body, self.profile.cancel_after_chunks),
                 model=self.case.model_id,
-                request=request,
+                request=self.context.requests.fields(),
                 salt=f"{self._salt}-{name}",
                 chars_per_token=_chars_per_token(http, base_url),
                 context_window=window,
@@ -487,52 +321,6 @@ def _chars_per_token(http: httpx.Client, base_url: str) -> float | None:
     return len(sample) / tokens if tokens else None
 
 
-def check(endurance: Endurance, name: str) -> None:
-    """Evaluate an endurance gate, report it under ``results.gates.<name>``, then pass, fail or skip."""
-    spec = GATES[name]
-    result = endurance.scenario(spec.scenario)
-    threshold, source = endurance.threshold(name)
-    outcome, reason, value = judge(name, result, threshold)
-    endurance.session.record_result(
-        endurance.case.id,
-        "gates",
-        name,
-        {
-            "gate": name,
-            "source": "built-in",
-            "value": value,
-            "unit": spec.unit or None,
-            "threshold": threshold,
-            "threshold_source": source,
-            "outcome": outcome,
-            "reason": reason,
-            "tier": None,
-            "details": {"scenario": spec.scenario, "turns": len(result.get("turns") or [])},
-        },
-    )
-    if outcome == FAIL:
-        pytest.fail(f"{name}: {reason}", pytrace=False)
-    if outcome != PASS:
-        pytest.skip(f"{name} {outcome}: {reason}")
-
-
 def failure_message(result: Mapping[str, Any]) -> str | None:
     """Why a scenario did not complete (a failed request), or None."""
     return None if result.get("stop_reason") is None else f"{result['scenario']}: {result['stop_reason']}"
-
-
-_ENDURANCE: pytest.StashKey[dict[str, Endurance]] = pytest.StashKey()
-
-
-def endurance_of(config: pytest.Config, case: Case) -> Endurance:
-    """The session's :class:`Endurance` of a case (one per case and session)."""
-    store = config.stash.setdefault(_ENDURANCE, {})
-    if case.id not in store:
-        store[case.id] = Endurance(config, case)
-    return store[case.id]
-
-
-@pytest.fixture(name="endurance")
-def endurance_fixture(request: pytest.FixtureRequest, asiai_case: Case) -> Endurance:
-    """The case's endurance scenarios: ``endurance.scenario("straight")`` runs it (once per session)."""
-    return endurance_of(request.config, asiai_case)

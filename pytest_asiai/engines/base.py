@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
@@ -49,7 +50,7 @@ class EngineFamily:
     tests/test_detect_mlx_live.py), ``recorded`` (real captures replayed) or ``documented`` only."""
     documented_only: ClassVar[tuple[str, ...]] = ()
     """Facts of a ``live`` family that no live server showed (taken from its code or docs)."""
-    documented: ClassVar[str] = "asiai-protocol.md §7.2 (generic OpenAI-compatible server)"
+    documented: ClassVar[str] = "docs/asiai-protocol.md §7.2 (generic OpenAI-compatible server)"
 
     # -- identity -------------------------------------------------------------------------------
     def signature(self, probe: Probe) -> str | None:
@@ -79,6 +80,10 @@ class EngineFamily:
         calls the engine), ``unload`` (unload and reload the model), ``restart`` (a managed engine is
         restarted) or ``salt`` (a unique prefix per repeat)."""
         return "request" if self.cold_fields() else "salt"
+
+    def launch_settings(self, command: Sequence[str] | None, env: Mapping[str, str]) -> dict[str, str]:
+        """Settings that change the measurements, read from the launch (None: not started by us)."""
+        return {}
 
     def reset_cache(self, http: httpx.Client, base_url: str, model: str) -> str | None:
         """Empty the engine's prompt cache now; the method used, or None when it has no such API."""
@@ -147,7 +152,3 @@ def openapi_info(probe: Probe, title: str) -> str | None:
         return None
     version = info.get("version")
     return version if isinstance(version, str) and version else None
-
-
-def model_ids(probe: Probe) -> list[str]:
-    return [str(m["id"]) for m in probe.models() if m.get("id")]

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from pytest_asiai.engines import prometheus
 from pytest_asiai.engines.base import EngineFamily
 from pytest_asiai.engines.probe import Probe
@@ -73,11 +71,6 @@ def capabilities(family: EngineFamily, probe: Probe) -> dict[str, Any]:
     caps.update(probe_endpoints(probe, family))
     caps["probed"] = list(PROBED)
     return caps
-
-
-def probe_capabilities(family: EngineFamily, http: httpx.Client, base_url: str) -> dict[str, Any]:
-    """The capability probe run at engine start (EngineHandle.capabilities)."""
-    return capabilities(family, Probe(http, base_url))
 
 
 def observed_stream(record: RequestRecord) -> dict[str, Any]:

@@ -117,4 +117,12 @@ class EngineHandle:
             "capabilities": self.capabilities,
             "managed": self.managed,
             "pid": self.pid,
+            "settings": self._launch_settings(),
         }
+
+    def _launch_settings(self) -> dict[str, str]:
+        """What the family says about the launch (without starting or detecting the engine)."""
+        if self._family is None:
+            return {}
+        spec = self.case.managed
+        return self._family.launch_settings(spec.command if spec else None, spec.env if spec else {})

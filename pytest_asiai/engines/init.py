@@ -32,7 +32,7 @@ DEFAULT_PORTS: tuple[int, ...] = tuple(dict.fromkeys(f.default_port for f in DET
 HEADER = """\
 # pytest-asiai engine matrix, written by `pytest-asiai init` on {date} from the engines running here.
 # Every engine x model below is one case; `pytest -m agentic` measures them as they run.
-# Reference: README.md, section "engines.toml". Check an edited file: `pytest-asiai validate engines.toml`.
+# Reference: docs/engines-toml.md in pytest-asiai. Check an edited file: `pytest-asiai validate engines.toml`.
 #
 # What to edit:
 #  - profile: "smoke" (small prompts, minutes on a CPU) or "full" (asiai's sizes: a 50K-token long
@@ -41,7 +41,7 @@ HEADER = """\
 #  - mtp = "both" on a model also measures speculative decoding (with mtp_on = {{ request = {{...}} }}).
 #  - api_key_env = "NAME" if a server wants a key (the key itself stays in that variable).
 #  - To let the plugin start and stop an engine itself (a true restart for `restart-prefix`), replace
-#    its base_url by an [engines.managed] command (README, "engines.toml").
+#    its base_url by an [engines.managed] command (docs/engines-toml.md).
 #  - Engines are measured while the others keep running: the `solo` gate reports them; stop them for
 #    clean figures.
 

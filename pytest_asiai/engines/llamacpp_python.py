@@ -1,6 +1,6 @@
 """llama-cpp-python's server (``python -m llama_cpp.server``): no usage chunk, no ``/health``.
 
-Measured on 0.3.36 here (real-engines.md "Other real servers"): it streams with NO usage chunk at all
+Measured on 0.3.36 here (docs/real-engines.md "Other real servers"): it streams with NO usage chunk at all
 (``stream_options.include_usage`` is ignored), so token counts and cached tokens are unreported and
 prefix reuse can only be judged by TTFT; it has no ``/health``, ``/slots``, ``/metrics`` or ``/props``
 (health is ``/v1/models``); it is a FastAPI app whose ``/openapi.json`` names it; a new request
@@ -32,7 +32,7 @@ class LlamaCppPython(EngineFamily):
     usage_chunk = False
     cached_field = None
     verified: ClassVar[str] = "live"  # tests/test_detect.py::test_detect_names_the_real_llama_cpp_python
-    documented = "real-engines.md (llama-cpp-python 0.3.36, measured); tests/transcripts/llamacpp_python.json"
+    documented = "docs/real-engines.md (llama-cpp-python 0.3.36, measured); tests/transcripts/llamacpp_python.json"
 
     def signature(self, probe: Probe) -> str | None:
         info = probe.json_dict("/openapi.json").get("info")

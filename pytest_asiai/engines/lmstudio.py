@@ -1,6 +1,6 @@
 """LM Studio: version header, no cached tokens, unload/reload through its ``lms`` CLI.
 
-Documented shapes (asiai-protocol.md §7.1 step 2a, §7.2 lmstudio): the version comes from the
+Documented shapes (docs/asiai-protocol.md §7.1 step 2a, §7.2 lmstudio): the version comes from the
 ``x-lm-studio-version`` header or ``/lms/version``; the REST listing ``/api/v0/models`` describes each
 model (``type``, ``state``, ``compatibility_type``). Unknown endpoints answer HTTP 200 with
 ``{"error": "Unexpected endpoint or method. (GET /x). Returning 200 anyway"}``, so a 200 alone proves
@@ -41,7 +41,7 @@ class LMStudio(EngineFamily):
     reasoning_field = "reasoning_content"
     usage_chunk = True
     cached_field = None
-    documented = "asiai-protocol.md §7.1-7.2 lmstudio; lmstudio-bug-tracker #778, #2390, #2419, #894, #378"
+    documented = "docs/asiai-protocol.md §7.1-7.2 lmstudio; lmstudio-bug-tracker #778, #2390, #2419, #894, #378"
 
     def signature(self, probe: Probe) -> str | None:
         if probe.header("/v1/models", "x-lm-studio-version"):

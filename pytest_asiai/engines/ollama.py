@@ -1,6 +1,6 @@
 """Ollama: ``/api/version``, ``think`` plus ``reasoning_effort``, unload/reload for a true cold run.
 
-Documented shapes (asiai-protocol.md §7.2 ollama, §7.1 step 1): ``GET /api/version`` →
+Documented shapes (docs/asiai-protocol.md §7.2 ollama, §7.1 step 1): ``GET /api/version`` →
 ``{"version": "0.x.y"}``; the OpenAI route ``/v1/chat/completions`` streams reasoning in
 ``delta.reasoning`` and reports no cached tokens (ollama #8008). ``/v1`` ignores ``think: false``
 (ollama #17969, hermes-agent #6152); newer versions accept ``reasoning_effort: "none"`` (PR #16854), so
@@ -49,7 +49,7 @@ class Ollama(EngineFamily):
     reasoning_field = "reasoning"
     usage_chunk = True
     cached_field = None
-    documented = "asiai-protocol.md §7.1-7.2 ollama; ollama #8008, #17969, PR #16854"
+    documented = "docs/asiai-protocol.md §7.1-7.2 ollama; ollama #8008, #17969, PR #16854"
 
     def signature(self, probe: Probe) -> str | None:
         version = probe.json_dict("/api/version").get("version")

@@ -2,6 +2,7 @@
 
 Precedence, lowest first: the gate's default, ini ``asiai_gates``, engines.toml (top level, then the
 engine, then the model), and ``--asiai-gate NAME=VALUE`` last, so a command-line override always wins.
+:meth:`Thresholds.resolve` is the one place a threshold is resolved, ``true`` included ("the default").
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
 
 import pytest
@@ -16,6 +18,31 @@ import pytest
 from pytest_asiai.config.matrix import Case
 
 Value = float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A resolved threshold and where it came from (default, ini, engines.toml, command line)."""
+
+    value: Value | None
+    source: str
+
+    @classmethod
+    def resolved(cls, value: Value | None, default: Value | None, source: str) -> Threshold:
+        """``true`` means the default for a numeric gate (a yes/no gate keeps ``true``)."""
+        if value is True and not isinstance(default, bool):
+            value = default
+        return cls(value, source)
+
+    @property
+    def disabled(self) -> bool:
+        return self.value is False
+
+    def number(self) -> float | None:
+        """The numeric limit; None when there is none (``true`` of a yes/no gate, no default)."""
+        if isinstance(self.value, bool):
+            return None
+        return None if self.value is None else float(self.value)
 
 
 def meets(value: float, limit: float, at_least: bool) -> tuple[bool, str]:
@@ -40,12 +67,12 @@ def parse_value(text: str) -> Value:
 def known_names() -> tuple[str, ...]:
     """Every threshold name a gate reads: the phase gates', the burst, endurance and tool-call gates'."""
     # They import this module, hence the late imports.
-    from pytest_asiai.burst import runner as burst
-    from pytest_asiai.endurance import suite as endurance
-    from pytest_asiai.gates import core as gates
-    from pytest_asiai.toolcall import core as toolcall
+    from pytest_asiai.burst import gates as burst
+    from pytest_asiai.endurance import gates as endurance
+    from pytest_asiai.gates import phases
+    from pytest_asiai.toolcall import gates as toolcall
 
-    return tuple(dict.fromkeys([*gates.DEFAULTS, *burst.GATES, *endurance.GATES, *toolcall.GATES]))
+    return tuple(dict.fromkeys([*phases.DEFAULTS, *burst.GATES, *endurance.GATES, *toolcall.GATES]))
 
 
 def threshold_problem(name: str, value: object) -> str | None:
@@ -101,6 +128,10 @@ class Thresholds:
             return case.gates[name]
         return self.ini.get(name, default)
 
+    def resolve(self, case: Case, name: str, default: Value | None) -> Threshold:
+        """The threshold of ``name`` on ``case`` and its source, ``true`` resolved to the default."""
+        return Threshold.resolved(self.get(case, name, default), default, self.source(case, name))
+
     def source(self, case: Case, name: str) -> str:
         """Where the threshold came from, for reports."""
         if name in self.cli:
@@ -108,3 +139,23 @@ class Thresholds:
         if name in case.gates:
             return "engines.toml"
         return "ini" if name in self.ini else "default"
+
+
+class CaseThresholds:
+    """The session's thresholds seen from one case (command line, engines.toml ``gates``, ini, default)."""
+
+    def __init__(self, thresholds: Thresholds, case: Case) -> None:
+        self._thresholds = thresholds
+        self._case = case
+
+    def get(self, name: str, default: Value | None) -> Value | None:
+        """The threshold for ``name``; ``None`` means the gate has no threshold."""
+        return self._thresholds.get(self._case, name, default)
+
+    def source(self, name: str) -> str:
+        """Where the threshold came from, for reports."""
+        return self._thresholds.source(self._case, name)
+
+    def resolve(self, name: str, default: Value | None) -> Threshold:
+        """The threshold of ``name`` and its source, ``true`` resolved to the default."""
+        return self._thresholds.resolve(self._case, name, default)

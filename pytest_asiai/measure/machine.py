@@ -2,7 +2,7 @@
 
 Benchmarks are only comparable on the same hardware in the same power state, so the report says
 which machine it came from (OS, CPU model, cores, RAM, and on macOS the chip and the power mode),
-and which commit of the user's project ran it. Every probe is best effort: a probe that does not
+and which commit of the user's project ran it. Every look-up is best effort: one that does not
 apply (macOS-only ones elsewhere) or fails reports ``None``, never a guess.
 """
 
@@ -19,14 +19,14 @@ from urllib.parse import urlsplit
 
 import psutil
 
-PROBE_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 5.0
 
 
 def _run(args: list[str], cwd: Path | None = None) -> str | None:
     """stdout of a short command, or None when it is missing, fails or hangs."""
     try:
         done = subprocess.run(
-            args, cwd=cwd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL
+            args, cwd=cwd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -126,7 +126,7 @@ def case_machine_id(local: str | None, case: Mapping[str, Any]) -> str | None:
     """Where a case's engine ran: this machine for managed and loopback engines, else its host.
 
     In a fleet (several Macs, one ``base_url`` each) the engine's host is the machine; pytest runs
-    elsewhere and cannot probe it. A description may pin ``machine_id`` (replayed recordings do).
+    elsewhere and cannot describe it. A description may pin ``machine_id`` (replayed recordings do).
     """
     if case.get("machine_id"):  # pinned in the report (a merged baseline keeps each case's machine)
         return str(case["machine_id"])

@@ -1,16 +1,16 @@
-"""psutil probes beside the request path: swap and engine RSS samplers, engine processes, the machine.
+"""psutil samplers beside the request path: swap and engine RSS per case, memory per phase, the
+sampler views the gates read, and the session's registry that publishes them into the report.
 
 Why a thread and not hooks around each request: the request path must only take per-chunk
-timestamps (asiai's probes ran ``ps`` and ``lsof`` inside the measured window). A daemon thread
-samples from the start of a case (once immediately, then every ``interval_s`` ≤ 1 s), keeps only
-running maxima, and never touches the client. A sample costs a few hundred microseconds of CPU
-(``benchmarks/probes_overhead.py`` prints the figure), so on a 2-core machine it does not slow the
-engine it measures.
+timestamps (asiai's samplers ran ``ps`` and ``lsof`` inside the measured window,
+docs/asiai-protocol.md §10). A daemon thread samples from the start of a case (once immediately,
+then every ``interval_s`` ≤ 1 s), keeps only running maxima, and never touches the client. A sample
+costs a few hundred microseconds of CPU (``benchmarks/samplers_overhead.py`` prints the figure), so
+on a 2-core machine it does not slow the engine it measures.
 
-The engine is found by its listening port first (then its process tree), never by name: names are
-ambiguous (two llama-servers, LM Studio helpers). Names are used only to recognise *other* engines
-(SOLO) and duplicates of this one. An engine whose process is not on this machine is "not
-measured", never 0.
+The engine is found by its listening port (``measure/locator.py``); names only recognise other
+engines and duplicates (``measure/solo.py``). An engine whose process is not on this machine is
+"not measured", never 0.
 """
 
 from __future__ import annotations
@@ -26,170 +26,25 @@ from typing import Any, Protocol
 
 import psutil
 
-from pytest_asiai.engines import FAMILIES
-from pytest_asiai.engines.probe import host_of, port_of
-from pytest_asiai.engines.processes import argv_of, command_words, is_local, listener_pid, matches, process_tree
-from pytest_asiai.measure.power import PowerSampler, live_summary, open_backend
+from pytest_asiai.measure.locator import EngineLocator
+from pytest_asiai.measure.power import PowerSampler, live_summary
+from pytest_asiai.measure.power_backends import open_backend
+from pytest_asiai.measure.solo import known_patterns, normalise_kind, patterns_for, process_snapshot, program_pattern
 
 MB = 1024 * 1024
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 DEFAULT_INTERVAL_S = 0.5
-#: How often the engine's process tree is re-read, and a missing listener looked for again.
-TREE_REFRESH_S = 5.0
 #: RSS samples kept per case for the per-phase peaks (about 4 h at the default interval).
 RSS_SERIES_MAX = 30_000
-#: asiai drops RSS readings at or below this as spurious sub-process matches (digest §2.5).
+#: asiai drops RSS readings at or below this as spurious sub-process matches (docs/asiai-protocol.md §2.5).
 RSS_FLOOR_MB = 500.0
-
-#: asiai's engine process patterns (protocol digest §3.7) as leading command words, keyed by
-#: normalised kind: the fallback for kinds whose family declares no process patterns of its own.
-FALLBACK_PATTERNS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "ollama": (("ollama", "serve"),),
-    "llamacpp": (("llama-server",),),
-    "lmstudio": (("LM Studio",),),
-    "mlxlm": (("mlx_lm.server",), ("mlx_lm", "server")),
-    "omlx": (("omlx", "serve"),),
-    "vmlx": (("vmlx", "serve"),),
-    "turboquant": (("llama-server-turboquant",),),
-    "vllmmlx": (("vllm-mlx",),),
-    "rapidmlx": (("rapid-mlx",),),
-}
-
-Patterns = tuple[tuple[str, ...], ...]
-
-
-def normalise_kind(kind: str | None) -> str:
-    """asiai's engine key normalisation: lowercase, without ``-`` and ``_``."""
-    return (kind or "").lower().replace("-", "").replace("_", "")
-
-
-def family_patterns(family: Any) -> Patterns:
-    """A family's own process patterns (command words), else its executable names as one-word patterns."""
-    patterns = tuple(tuple(p) for p in getattr(family, "process_patterns", ()) or ())
-    return patterns or tuple((name,) for name in getattr(family, "process_names", ()) or ())
-
-
-def patterns_for(kind: str | None, family: Any = None) -> Patterns:
-    """This engine's patterns: its family's, else asiai's table for its kind."""
-    return family_patterns(family) or FALLBACK_PATTERNS.get(normalise_kind(kind), ())
-
-
-def known_patterns() -> dict[str, Patterns]:
-    """Every engine we can recognise: asiai's table overlaid with each family's own patterns."""
-    out = dict(FALLBACK_PATTERNS)
-    for kind, family in FAMILIES.items():
-        if patterns := family_patterns(family):
-            out[normalise_kind(kind)] = patterns
-    return out
-
-
-def classify(argv: Sequence[str], name: str, patterns: Mapping[str, Patterns]) -> str | None:
-    """The engine kind of a process (the longest matching pattern wins), or None.
-
-    Patterns match whole leading command words (``engines.processes.command_words``), so
-    ``cmake --target llama-server`` is not an engine and ``llama-server-turboquant`` is not llama.cpp.
-    """
-    best: tuple[int, str] | None = None
-    for kind, pats in patterns.items():
-        for pat in pats:
-            if matches((pat,), argv, name) and (best is None or len(pat) > best[0]):
-                best = (len(pat), kind)
-    return best[1] if best else None
-
-
-def _listens_on(pid: int, port: int) -> bool:
-    try:
-        return any(
-            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-            for c in psutil.Process(pid).net_connections(kind="tcp")
-        )
-    except (psutil.Error, OSError):
-        return False
-
-
-class EngineSource(Protocol):
-    """What the locator needs from an engine handle (``EngineHandle`` satisfies it)."""
-
-    @property
-    def base_url(self) -> str | None: ...
-
-    @property
-    def pid(self) -> int | None: ...
-
-
-class EngineLocator:
-    """Finds an engine's processes from its listening port, caching the tree between refreshes."""
-
-    def __init__(self, source: EngineSource, clock: Callable[[], float] = time.monotonic) -> None:
-        self.source = source
-        self._clock = clock
-        self.root: psutil.Process | None = None
-        self.tree: list[psutil.Process] = []
-        self.port: int | None = None
-        self.reason = "the engine has not started yet"
-        self._next_refresh = 0.0
-        self._next_scan = 0.0
-
-    def remote_host(self) -> str | None:
-        """The engine's host when it is not this machine (its processes cannot be measured)."""
-        url = self.source.base_url
-        if url is None:
-            return None
-        return None if is_local(url) else host_of(url)
-
-    def processes(self) -> list[psutil.Process]:
-        """The engine's process tree now ([] while it is not found; ``reason`` says why)."""
-        url = self.source.base_url
-        if url is None:
-            return []
-        if (host := self.remote_host()) is not None:
-            self.reason = f"remote engine at {host}: its processes are not on this machine"
-            return []
-        self.port = port_of(url)
-        if self.port is None:
-            self.reason = f"no port in base URL {url}"
-            return []
-        if self.root is None or not self.root.is_running():
-            self._find_root(self.port)
-        elif self._clock() >= self._next_refresh:
-            self._refresh_tree()
-        return self.tree
-
-    def _find_root(self, port: int) -> None:
-        """The managed engine's own PID when it listens (cheap), else a scan of the listeners."""
-        hint = self.source.pid
-        pid = hint if hint is not None and _listens_on(hint, port) else None
-        if pid is None:
-            self.root, self.tree = None, []
-            if self._clock() < self._next_scan:
-                return
-            self._next_scan = self._clock() + TREE_REFRESH_S
-            pid = listener_pid(port)
-        if pid is None:
-            self.reason = f"no process found listening on port {port}"
-            return
-        try:
-            self.root = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            return
-        self.tree = process_tree(pid)
-        self._next_refresh = self._clock() + TREE_REFRESH_S
-
-    def _refresh_tree(self) -> None:
-        self._next_refresh = self._clock() + TREE_REFRESH_S
-        assert self.root is not None
-        self.tree = process_tree(self.root.pid) or self.tree
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.tree]
-
 
 # ----------------------------------------------------------------------------- readings
 
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """A probe's summary, or why it was not measured (``value`` None)."""
+    """A sampler's summary, or why it was not measured (``value`` None)."""
 
     value: Mapping[str, Any] | None
     reason: str = ""
@@ -199,7 +54,7 @@ class Reading:
         return self.value is not None
 
 
-class ProbeView(Protocol):
+class SamplerView(Protocol):
     """What gates read about a case, live or replayed."""
 
     def swap(self) -> Reading: ...
@@ -256,12 +111,12 @@ class _Maxima:
         self.engine_samples += 1
 
 
-class CaseProbe:
+class CaseSampler:
     """Samples swap and the engine's RSS for one case, from its start until ``stop``."""
 
     def __init__(self, locator: EngineLocator, interval_s: float = DEFAULT_INTERVAL_S) -> None:
         if not 0 < interval_s <= 1.0:
-            raise ValueError(f"probe interval must be in (0, 1] s, got {interval_s}")
+            raise ValueError(f"sampler interval must be in (0, 1] s, got {interval_s}")
         self.locator = locator
         self.interval_s = interval_s
         self.started_at: float | None = None
@@ -272,11 +127,11 @@ class CaseProbe:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> CaseProbe:
+    def start(self) -> CaseSampler:
         """Take the baseline sample now (before any request), then sample in a daemon thread."""
         self.started_at = time.time()
         self.sample()
-        self._thread = threading.Thread(target=self._run, name="asiai-probe", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="asiai-sampler", daemon=True)
         self._thread.start()
         return self
 
@@ -299,7 +154,7 @@ class CaseProbe:
             swap = psutil.swap_memory()
             tree = self.locator.processes()
             rss = rss_bytes(tree)
-        except Exception as exc:  # a probe must never kill the run; the summary shows the error
+        except Exception as exc:  # a sampler must never kill the run; the summary shows the error
             self.error = f"{type(exc).__name__}: {exc}"
             return
         with self._lock:
@@ -370,7 +225,7 @@ def run_peaks(series: Sequence[tuple[float, int]], records: Iterable[Any], inter
 
 def memory_by_phase(peaks: Mapping[str, Sequence[float | None]]) -> dict[str, Any]:
     """Per phase the engine RSS peak (max over its requests), and the steady value: the median of
-    the warm requests' peaks, as asiai's ``engine_rss_warm_mb`` (digest §2.5). The seed shows why
+    the warm requests' peaks, as asiai's ``engine_rss_warm_mb`` (docs/asiai-protocol.md §2.5). The seed shows why
     both matter: mlx-lm sits at ~14.5 GB warm but peaks at 26.4 GB in the long-context phase."""
     phases: dict[str, Any] = {}
     for name, values in peaks.items():
@@ -385,7 +240,7 @@ def memory_by_phase(peaks: Mapping[str, Sequence[float | None]]) -> dict[str, An
 
 
 def recorded_memory_peaks(runs: Iterable[Mapping[str, Any]]) -> dict[str, list[float | None]]:
-    """asiai's per-run ``engine_rss_mb`` per phase; readings ≤ 500 MB are spurious (digest §2.5)."""
+    """asiai's per-run ``engine_rss_mb`` per phase; readings ≤ 500 MB are spurious (docs/asiai-protocol.md §2.5)."""
     out: dict[str, list[float | None]] = {}
     for run in runs:
         value = run.get("engine_rss_mb")
@@ -394,63 +249,31 @@ def recorded_memory_peaks(runs: Iterable[Mapping[str, Any]]) -> dict[str, list[f
     return out
 
 
-# ----------------------------------------------------------------------------- SOLO and duplicates
+class LiveSamplers:
+    """A live case's sampler view: the sampler's readings plus an on-demand process snapshot."""
 
-
-def _own_lineage() -> set[int]:
-    """This test process and its ancestors: a pytest command line may name an engine."""
-    try:
-        me = psutil.Process(os.getpid())
-        return {me.pid, *(p.pid for p in me.parents())}
-    except psutil.Error:
-        return {os.getpid()}
-
-
-def process_snapshot(own_kind: str, own_pids: Sequence[int], patterns: Mapping[str, Patterns]) -> dict[str, Any]:
-    """Other engines and duplicates of this one, from one psutil pass over the process table.
-
-    ``own_kind`` is the normalised kind whose patterns mean "this engine"; the engine's own process
-    tree (found from its port) and this test process are never counted.
-    """
-    skip = {*own_pids, *_own_lineage()}
-    duplicates: list[dict[str, Any]] = []
-    others: list[dict[str, Any]] = []
-    for proc in psutil.process_iter(["name"]):
-        if proc.pid in skip:
-            continue
-        argv = argv_of(proc)
-        kind = classify(argv, proc.info.get("name") or "", patterns)
-        if kind is not None:
-            entry = {"pid": proc.pid, "engine": kind, "command": " ".join(argv)[:200]}
-            (duplicates if kind == own_kind else others).append(entry)
-    return {"engine_pids": list(own_pids), "duplicates": duplicates, "others": others, "taken_at": time.time()}
-
-
-class LiveProbes:
-    """A live case's probe view: the sampler's readings plus an on-demand process snapshot."""
-
-    def __init__(self, probe: CaseProbe, engine: Any) -> None:
-        self.probe = probe
+    def __init__(self, sampler: CaseSampler, engine: Any) -> None:
+        self.sampler = sampler
         self.engine = engine
         """The engine handle: its kind and family are read when a snapshot is taken (the engine runs)."""
         self.last_processes: Mapping[str, Any] | None = None
 
     def swap(self) -> Reading:
-        return self.probe.swap()
+        return self.sampler.swap()
 
     def engine_memory(self) -> Reading:
-        return self.probe.engine_memory()
+        return self.sampler.engine_memory()
 
     def processes(self) -> Reading:
         """Take the snapshot now (callers do it between requests, never inside a measured window)."""
-        locator = self.probe.locator
+        locator = self.sampler.locator
         tree = locator.processes()
         if not tree:
             return Reading(None, locator.reason)
         kind, family = getattr(self.engine, "kind", None), getattr(self.engine, "family", None)
         own = normalise_kind(kind) or "engine"
         patterns = known_patterns()
-        own_patterns = patterns_for(kind, family) or _program_pattern(tree[0])
+        own_patterns = patterns_for(kind, family) or program_pattern(tree[0])
         patterns[own] = own_patterns
         snapshot = process_snapshot(own, [p.pid for p in tree], patterns)
         snapshot["own_patterns"] = [" ".join(p) for p in own_patterns]
@@ -458,19 +281,8 @@ class LiveProbes:
         return Reading(snapshot)
 
 
-def _program_pattern(proc: psutil.Process) -> Patterns:
-    """An unknown engine's own program name is its pattern (as asiai does with unknown names)."""
-    words = command_words(argv_of(proc))
-    if words:
-        return ((words[0],),)
-    try:
-        return ((proc.name(),),)
-    except psutil.Error:
-        return ()
-
-
-class RecordedProbes:
-    """A replayed case's probe view: summaries read from the recording.
+class RecordedSamplers:
+    """A replayed case's sampler view: summaries read from the recording.
 
     A recorded value is a summary (a mapping) or, when the recording explains why it has none, a
     string reason; anything else is "not recorded".
@@ -502,14 +314,14 @@ class RecordedProbes:
 Record = Callable[[str, str, str, dict[str, Any]], None]
 
 
-class ProbeRegistry:
-    """The session's probes, one per live case, and the machine's power sampler; publishes their
+class SamplerRegistry:
+    """The session's samplers, one per live case, and the machine's power sampler; publishes their
     summaries into the report."""
 
     def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, power_mode: str = "auto") -> None:
         self.interval_s = interval_s
         self.power_mode = power_mode
-        self.views: dict[str, LiveProbes] = {}
+        self.views: dict[str, LiveSamplers] = {}
         self._published: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.power: PowerSampler | None = None
         self.power_reason: str | None = None
@@ -523,15 +335,15 @@ class ProbeRegistry:
         self.power_reason = reason
         self.power = PowerSampler(backend).start() if backend is not None else None
 
-    def start(self, case_id: str, handle: Any) -> LiveProbes:
+    def start(self, case_id: str, handle: Any) -> LiveSamplers:
         """Start sampling a case now (its first request follows); stop the previous case's sampler."""
         if case_id in self.views:
             return self.views[case_id]
         self._start_power()
         for view in self.views.values():
-            view.probe.stop()
-        probe = CaseProbe(EngineLocator(handle), self.interval_s).start()
-        view = LiveProbes(probe, handle)
+            view.sampler.stop()
+        sampler = CaseSampler(EngineLocator(handle), self.interval_s).start()
+        view = LiveSamplers(sampler, handle)
         self.views[case_id] = view
         return view
 
@@ -550,7 +362,7 @@ class ProbeRegistry:
         if phases:
             engine = values["engine"]
             if engine is not None:
-                series = view.probe.rss_series()
+                series = view.sampler.rss_series()
                 peaks = {name: run_peaks(series, recs, self.interval_s) for name, recs in phases.items()}
                 values["engine"] = {**engine, **memory_by_phase(peaks)}
             values["power"] = live_summary(phases, self.power, self.power_reason or "power not measured")
@@ -561,6 +373,6 @@ class ProbeRegistry:
 
     def stop_all(self) -> None:
         for view in self.views.values():
-            view.probe.stop()
+            view.sampler.stop()
         if self.power is not None:
             self.power.stop()

@@ -2,7 +2,7 @@
 
 ``degenerate_reason`` is asiai's ``output_gates.check_degenerate``. Only the answer content is
 judged, never the reasoning: a thinking loop that never produces an answer is exactly what this
-must catch. The rules and constants are asiai's (protocol digest §3.4), applied to the first
+must catch. The rules and constants are asiai's (docs/asiai-protocol.md §3.4), applied to the first
 ``WINDOW`` characters as asiai stores them, so results compare across tools.
 """
 

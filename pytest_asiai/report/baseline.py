@@ -6,23 +6,21 @@ node id (xdist's loadgroup rewrites node ids): engine name, engine family (``kin
 has a direction (TTFT lower is better, decode throughput higher is better) and a tolerance in
 percent; moving the wrong way beyond it is a regression, moving the right way beyond it is an
 improvement worth a baseline refresh. A regression fails ``test_regression[<case>-<metric>]``, so it
-is attributed to one JUnit test case and gives pytest's own exit code 1.
+is attributed to one JUnit test case and gives pytest's own exit code 1 (the in-run side lives in
+:mod:`pytest_asiai.report.regression`). Cases are read as typed results (:mod:`pytest_asiai.report.model`).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import pytest
-
-from pytest_asiai.config.stash import session_of
-from pytest_asiai.measure.machine import case_machine_id, machine_id, machine_info
-from pytest_asiai.report.writer import atomic_write, dump_report, schema_problem
+from pytest_asiai.measure.machine import case_machine_id
+from pytest_asiai.report.files import atomic_write, dump_report
+from pytest_asiai.report.model import CaseResult, as_case
+from pytest_asiai.report.schema import schema_problem
 from pytest_asiai.wire.serialize import StrictJSONError, loads_strict
 
 Direction = Literal["lower", "higher"]
@@ -37,10 +35,6 @@ FALLBACK_TOLERANCE = 20.0
 
 class BaselineError(Exception):
     """A baseline file that cannot be used; the message is one line naming the file."""
-
-
-class BaselineImprovement(UserWarning):
-    """A metric improved beyond its tolerance: the baseline is stale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +56,9 @@ class Metric:
     def unit(self) -> str:
         return STATS[self.stat][2]
 
-    def value(self, case: Mapping[str, Any]) -> float | None:
+    def value(self, case: CaseResult | Mapping[str, Any]) -> float | None:
         """The metric in a report case (None when that phase or value was not measured)."""
-        phase = (case.get("phases") or {}).get(self.phase) or {}
-        stat = (phase.get("stats") or {}).get(self.stat) or {}
-        value = stat.get("median")
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return as_case(case).stat(self.phase, self.stat)
 
 
 def metrics_for(phases: Iterable[str]) -> list[Metric]:
@@ -113,17 +104,20 @@ def tolerance_for(metric: Metric, tolerances: Mapping[str, float]) -> float:
 CaseKey = tuple[str | None, ...]
 
 
-def case_key(case: Mapping[str, Any], report_machine_id: str | None = None) -> CaseKey:
+def case_key(case: CaseResult | Mapping[str, Any], report_machine_id: str | None = None) -> CaseKey:
     """What makes two measurements comparable: engine, family, model, MTP, profile and machine."""
-    desc = case.get("case") or {}
-    engine = case.get("engine") or {}
-    machine = case.get("machine_id") or case_machine_id(report_machine_id, case)
+    case = as_case(case, report_machine_id)
+    return key_of(case.description, case.engine, case.profile, case.machine_id)
+
+
+def key_of(desc: Mapping[str, Any], engine: Mapping[str, Any], profile: str | None, machine: str | None) -> CaseKey:
+    """The comparison key of a case description, its engine, prompt profile and machine."""
     return (
         desc.get("engine") or engine.get("name"),
         engine.get("kind") or desc.get("kind"),
         desc.get("model") or engine.get("model"),
         desc.get("mtp") or engine.get("mtp"),
-        case.get("profile") or desc.get("profile"),
+        profile or desc.get("profile"),
         machine,
     )
 
@@ -133,11 +127,12 @@ def describe_key(key: CaseKey) -> str:
     return f"{engine} ({kind}) {model} mtp_{mtp} profile {profile} on {machine}"
 
 
-def find_case(report: Mapping[str, Any], key: CaseKey) -> Mapping[str, Any] | None:
+def find_case(report: Mapping[str, Any], key: CaseKey) -> CaseResult | None:
     """The report's case measured under the same conditions, or None."""
-    for case in report.get("cases", []):
-        if case_key(case, report.get("machine_id")) == key:
-            return dict(case)
+    for raw in report.get("cases", []):
+        case = as_case(raw, report.get("machine_id"))
+        if case_key(case) == key:
+            return case
     return None
 
 
@@ -247,20 +242,17 @@ class CaseComparison:
     new_version: str | None = None
 
 
-def _version(case: Mapping[str, Any] | None) -> str | None:
-    return ((case or {}).get("engine") or {}).get("version")
-
-
 def compare_reports(
     old: Mapping[str, Any], new: Mapping[str, Any], tolerances: Mapping[str, float]
 ) -> list[CaseComparison]:
     """Every case of ``new`` against its match in ``old`` (the ``compare`` command and its tests)."""
     out = []
-    for case in new.get("cases", []):
-        key = case_key(case, new.get("machine_id"))
+    for raw in new.get("cases", []):
+        case = as_case(raw, new.get("machine_id"))
+        key = case_key(case)
         base = find_case(old, key)
-        phases = [p for p in case.get("phases", {}) if base is None or p in base.get("phases", {})]
-        old_v, new_v = _version(base), _version(case)
+        phases = [p for p in case.phases if base is None or p in base.phases]
+        old_v, new_v = base.version if base else None, case.version
         verdicts = [
             replace(
                 compare_values(m, m.value(base) if base else None, m.value(case), tolerance_for(m, tolerances)),
@@ -269,8 +261,7 @@ def compare_reports(
             )
             for m in metrics_for(phases)
         ]
-        base_id = base.get("id") if base else None
-        out.append(CaseComparison(key, case["id"], base_id, verdicts, _version(base), _version(case)))
+        out.append(CaseComparison(key, case.id, base.id if base else None, verdicts, old_v, new_v))
     return out
 
 
@@ -321,171 +312,3 @@ def write_baseline(path: Path, old: Mapping[str, Any] | None, new: Mapping[str, 
         raise BaselineError(f"{path}: refusing to write an invalid baseline: {problem}")
     atomic_write(path, dump_report(merged))
     return merged
-
-
-# -- the in-run check (the ``asiai_baseline`` fixture) ------------------------------------------------------
-
-
-@cache
-def local_machine_id() -> str | None:
-    return machine_id(machine_info())
-
-
-class BaselineCheck:
-    """The baseline of this session, and the comparison behind ``test_regression``."""
-
-    def __init__(
-        self,
-        path: Path | None,
-        tolerances: Mapping[str, float],
-        *,
-        require: bool = False,
-        update: bool = False,
-    ) -> None:
-        self.path = path
-        self.tolerances = dict(tolerances)
-        self.require = require
-        self.update = update
-        self.report: dict[str, Any] | None = None
-        self.missing: str | None = None
-        if path is not None:
-            if path.exists():
-                self.report = load_report(path)
-            else:
-                self.missing = f"baseline {path} does not exist"
-
-    @property
-    def enabled(self) -> bool:
-        return self.path is not None
-
-    def compare(self, current: Mapping[str, Any], metric: Metric) -> Verdict:
-        """The verdict for one metric of the current case (a report-shaped dict)."""
-        tolerance = tolerance_for(metric, self.tolerances)
-        key = case_key(current, local_machine_id())
-        base = find_case(self.report, key) if self.report is not None else None
-        if base is None:
-            why = self.missing or f"no case in {self.path} matches {describe_key(key)}"
-            return Verdict(metric, None, metric.value(current), tolerance, "no_baseline", f"{metric.id}: {why}")
-        verdict = compare_values(metric, metric.value(base), metric.value(current), tolerance)
-        old_v, new_v = _version(base), _version(current)
-        message = verdict.message if old_v == new_v else f"{verdict.message} [engine {old_v} → {new_v}]"
-        return replace(verdict, message=message, old_version=old_v, new_version=new_v)
-
-    def settle(self, verdict: Verdict) -> Verdict:
-        """Apply the session's policy: updating accepts everything, a missing baseline may be required."""
-        if self.update:
-            return replace(verdict, outcome="updated", message=f"{verdict.message} (baseline being updated)")
-        if verdict.outcome == "no_baseline" and self.require:
-            return replace(verdict, outcome="not_measured", message=f"{verdict.message} (--asiai-require-baseline)")
-        return verdict
-
-
-BASELINE_KEY: pytest.StashKey[BaselineCheck] = pytest.StashKey()
-
-
-def configure(config: pytest.Config, path: Path | None, tolerances: Sequence[str], update: bool) -> BaselineCheck:
-    """Read the options once per process; a bad tolerance or an unreadable baseline is a usage error."""
-    if update and path is None:
-        raise pytest.UsageError("--asiai-update-baseline: needs --asiai-baseline PATH (the file to write)")
-    try:
-        parsed = parse_tolerances(tolerances, "--asiai-tolerance / ini asiai_tolerances")
-        check = BaselineCheck(path, parsed, require=bool(config.getoption("asiai_require_baseline")), update=update)
-    except (ValueError, BaselineError) as exc:
-        raise pytest.UsageError(str(exc)) from None
-    config.stash[BASELINE_KEY] = check
-    if check.missing and not update and not hasattr(config, "workerinput"):
-        config.issue_config_time_warning(BaselineMissing(f"{check.missing}: nothing to compare with"), stacklevel=2)
-    return check
-
-
-class RegressionGate:
-    """What ``test_regression`` asks: measure the metric's phase, compare, record, warn or skip."""
-
-    def __init__(self, config: pytest.Config, check: BaselineCheck) -> None:
-        self.config = config
-        self.baseline = check
-
-    def check(self, agentic: Any, metric: Metric) -> Verdict:
-        result = agentic.phase(metric.phase)
-        current = {
-            "case": agentic.case.describe(),
-            "engine": agentic.handle.to_dict(),
-            "profile": agentic.profile.name,
-            "phases": {metric.phase: {"stats": result.stats}},
-        }
-        verdict = self.baseline.settle(self.baseline.compare(current, metric))
-        if verdict.outcome == "improved":
-            warnings.warn(
-                BaselineImprovement(f"{verdict.message}: refresh the baseline with --asiai-update-baseline"),
-                stacklevel=2,
-            )
-        record = verdict.to_dict(baseline=str(self.baseline.path))
-        session_of(self.config).record_result(agentic.case.id, "regression", metric.id, record)
-        if verdict.outcome == "no_baseline":
-            warnings.warn(BaselineMissing(verdict.message), stacklevel=2)
-            pytest.skip(verdict.message)
-        return verdict
-
-
-@pytest.fixture(scope="session")
-def asiai_baseline(request: pytest.FixtureRequest) -> RegressionGate:
-    """The session's baseline comparison (``--asiai-baseline``); used by ``suites/test_regression.py``."""
-    return RegressionGate(request.config, request.config.stash[BASELINE_KEY])
-
-
-class BaselineMissing(UserWarning):
-    """Nothing to compare with: the baseline file or one of its cases is missing."""
-
-
-def regression_metrics(config: pytest.Config, phases: Iterable[str]) -> list[Metric]:
-    """``test_regression`` is generated per case × metric only when a baseline is given."""
-    check = config.stash.get(BASELINE_KEY, None)
-    return metrics_for(phases) if check is not None and check.enabled else []
-
-
-def order_regression_items(config: pytest.Config, items: Sequence[pytest.Item]) -> list[pytest.Item]:
-    """Regression tests run last (after everything they compare was measured); without a baseline
-    they are deselected rather than skipped one by one."""
-    keep: list[pytest.Item] = []
-    regression: list[pytest.Item] = []
-    dropped: list[pytest.Item] = []
-    for item in items:
-        if "asiai_metric" not in getattr(item, "fixturenames", ()):
-            keep.append(item)
-        elif isinstance(getattr(getattr(item, "callspec", None), "params", {}).get("asiai_metric"), Metric):
-            regression.append(item)
-        else:
-            dropped.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-    return keep + regression
-
-
-def _regressions(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [r for c in report.get("cases", []) for r in (c.get("results") or {}).get("regression", {}).values()]
-
-
-def finish(config: pytest.Config, report: Mapping[str, Any], exit_status: int) -> list[str]:
-    """At the end of the run (controller): summarise the comparison and update the baseline if asked."""
-    check = config.stash.get(BASELINE_KEY, None)
-    if check is None or not check.enabled:
-        return []
-    verdicts = _regressions(report)
-    counts = {o: sum(v["outcome"] == o for v in verdicts) for o in ("regressed", "improved", "no_baseline")}
-    lines = [
-        f"asiai baseline {check.path}: {len(verdicts)} metric(s) compared, {counts['regressed']} regression(s), "
-        f"{counts['improved']} improvement(s), {counts['no_baseline']} without baseline"
-    ]
-    if not check.update:
-        return lines
-    if exit_status == pytest.ExitCode.INTERRUPTED:
-        return [*lines, f"baseline {check.path} not updated: the run was interrupted"]
-    if not any(c.get("phases") for c in report.get("cases", [])):
-        return [*lines, f"baseline {check.path} not updated: no case was measured"]
-    assert check.path is not None
-    try:
-        merged = write_baseline(check.path, check.report, report)
-    except BaselineError as exc:
-        return [*lines, f"baseline not updated: {exc}"]
-    kept = len(merged["cases"]) - len(report.get("cases", []))
-    return [*lines, f"baseline updated: {check.path} ({len(report['cases'])} case(s) from this run, {kept} kept)"]

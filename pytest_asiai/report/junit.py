@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pytest_asiai.report.model import Stat, parse_stats
+
 PHASE_FIGURES = ("ttft_ms", "decode_tok_s", "cached_tokens", "prompt_tokens")
 RESULT_FIGURES = ("value", "threshold", "outcome", "old", "new", "change_pct")
 Property = tuple[str, object]
@@ -26,14 +28,10 @@ def _round(value: object) -> object:
     return round(value, 3) if isinstance(value, float) else value
 
 
-def phase_properties(name: str, stats: Mapping[str, Mapping[str, Any]]) -> list[Property]:
+def phase_properties(name: str, stats: Mapping[str, Stat]) -> list[Property]:
     """``<phase>.ttft_ms`` and friends: the medians of the phase (unmeasured ones are left out)."""
-    out: list[Property] = []
-    for figure in PHASE_FIGURES:
-        value = (stats.get(figure) or {}).get("median")
-        if _scalar(value):
-            out.append((f"{name}.{figure}", _round(value)))
-    return out
+    medians = ((figure, stats[figure].median if figure in stats else None) for figure in PHASE_FIGURES)
+    return [(f"{name}.{figure}", _round(value)) for figure, value in medians if value is not None]
 
 
 def result_properties(events: Iterable[Mapping[str, Any]]) -> list[Property]:
@@ -54,5 +52,5 @@ def properties_for(
     phase_name: str | None, phase_stats: Mapping[str, Mapping[str, Any]] | None, events: Iterable[Mapping[str, Any]]
 ) -> list[Property]:
     """A phase test's figures (from the measured phase), then every result the test recorded."""
-    out = phase_properties(phase_name, phase_stats) if phase_name and phase_stats else []
+    out = phase_properties(phase_name, parse_stats(phase_stats)) if phase_name and phase_stats else []
     return out + result_properties(events)

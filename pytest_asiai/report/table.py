@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_asiai.measure.mtp import mtp_deltas
+from pytest_asiai.report.mtp import mtp_deltas
 from pytest_asiai.report.tiers import ELIMINATED, RESERVE, VIABLE, WINNER, Row, rank
 
 HEADINGS = {
@@ -40,19 +40,16 @@ def _fmt(value: float | None, spec: str, width: int) -> str:
     return f"{'—' if value is None else format(value, spec):>{width}}"
 
 
+#: The row figure and format of each column between version and burst.
+CELLS = (
+    *(("decode", ".1f"), ("peak", ".1f"), ("long_decode", ".1f"), ("ttft_ms", ".0f")),
+    *(("reuse", ".2f"), ("tok_s_per_watt", ".3f"), ("ram_gb", ".1f"), ("valid_pct", ".0f")),
+)
+
+
 def _cells(row: Row) -> list[str]:
-    ram_gb = None if row.ram_mb is None else row.ram_mb / 1024
-    values = (
-        (row.decode, ".1f"),
-        (row.peak, ".1f"),
-        (row.long_decode, ".1f"),
-        (row.ttft_ms, ".0f"),
-        (row.reuse, ".2f"),
-        (row.tok_s_per_watt, ".3f"),
-        (ram_gb, ".1f"),
-        (row.valid_pct, ".0f"),
-    )
-    cells = [_fmt(v, spec, width) for (v, spec), (_, width) in zip(values, COLUMNS[1:-1], strict=True)]
+    figures = zip(CELLS, COLUMNS[1:-1], strict=True)
+    cells = [_fmt(getattr(row, name), spec, width) for (name, spec), (_, width) in figures]
     burst = "—" if row.burst_tok_s is None else f"{row.burst_tok_s:.1f}@{row.burst_size}"
     version = row.version or "—"
     return [f"{version:>{COLUMNS[0][1]}}", *cells, f"{burst:>{COLUMNS[-1][1]}}"]

@@ -1,9 +1,9 @@
 """Tiers as in the seed panel: winner, viable, reserve, eliminated, ranked by decode per machine.
 
-Pure functions over the report model's cases (the dicts the controller collects), so the tier
-table and the report's ``tier`` field come from exactly what the JSON report holds, under xdist too.
+Pure functions over typed report cases (:mod:`pytest_asiai.report.model`), so the tier table, the
+HTML page and the report's ``tier`` field come from exactly what the JSON report holds, under xdist too.
 
-asiai's logic (protocol digest §3.9) with our gates: a case's verdict is the worst tier effect of
+asiai's logic (docs/asiai-protocol.md §3.9) with our gates: a case's verdict is the worst tier effect of
 its gates (``ok`` < ``reserve`` < ``eliminated``; a gate that was not measured is neutral); a cause
 names the bound that decided it (``ttft 600 ms > ttft_ok 500``: the TTFT gate's bands). Within
 a machine block, the passing cases (ok and reserve) are sorted by warm decode; ``top`` is the best
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_asiai.measure.machine import case_machine_id
+from pytest_asiai.report.model import CaseResult, ReportedGate, as_case, number
 
 WINNER, VIABLE, RESERVE, ELIMINATED = "winner", "viable", "reserve", "eliminated"
 TIERS = (WINNER, VIABLE, RESERVE, ELIMINATED)
@@ -64,68 +64,48 @@ class Row:
     tier: str | None = None
     star: bool = False
 
+    @property
+    def ram_gb(self) -> float | None:
+        return None if self.ram_mb is None else self.ram_mb / 1024
 
-def _stat(case: Mapping[str, Any], phase: str, metric: str, key: str = "median") -> float | None:
-    value = (((case.get("phases") or {}).get(phase) or {}).get("stats") or {}).get(metric, {}).get(key)
-    return None if value is None else float(value)
+    @property
+    def ram_warm_gb(self) -> float | None:
+        return None if self.ram_warm_mb is None else self.ram_warm_mb / 1024
 
 
-def _peak_decode(case: Mapping[str, Any]) -> float | None:
-    values = [_stat(case, name, "decode_tok_s", "max") for name in (case.get("phases") or {})]
-    measured = [v for v in values if v is not None]
+def _peak_decode(case: CaseResult) -> float | None:
+    measured = [v for p in case.phases.values() if (v := p.stat("decode_tok_s", "max")) is not None]
     return max(measured) if measured else None
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _cause(name: str, gate: Mapping[str, Any]) -> str:
-    value, unit = gate.get("value"), gate.get("unit")
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return str(name)
-    text = f"{name} {value:g}{'' if unit in (None, 'fraction', 'ratio') else ' ' + str(unit)}"
-    details = gate.get("details") or {}
-    bound, limit = details.get("bound"), _number(details.get("bound_ms"))
-    return f"{text} > {bound} {limit:g}" if bound and limit is not None else text
-
-
-def verdict(gates: Mapping[str, Mapping[str, Any]]) -> tuple[str | None, list[str]]:
-    """The worst tier effect among the gates, and the gates that caused it."""
-    effects = {name: g.get("tier") for name, g in gates.items() if g.get("tier") in _SEVERITY}
+def verdict(gates: Mapping[str, ReportedGate | Mapping[str, Any]]) -> tuple[str | None, list[str]]:
+    """The worst tier effect the gates declared, and the gates that caused it."""
+    typed = {n: g if isinstance(g, ReportedGate) else ReportedGate.parse(n, g) for n, g in gates.items()}
+    effects = {name: g.tier for name, g in typed.items() if g.tier in _SEVERITY}
     if not effects:
         return None, []
     worst = max(effects.values(), key=lambda t: _SEVERITY[str(t)])
-    causes = [_cause(name, gates[name]) for name, t in effects.items() if t == worst and worst != "ok"]
+    causes = [typed[name].cause() for name, t in effects.items() if t == worst and worst != "ok"]
     return str(worst), causes
 
 
-def _largest_burst(results: Mapping[str, Any]) -> tuple[int | None, float | None]:
+def _largest_burst(case: CaseResult) -> tuple[int | None, float | None]:
     """The largest burst size with a measured aggregate tok/s, and that rate (median over passes)."""
     measured = []
-    for key, entry in (results.get("burst") or {}).items():
-        if not isinstance(entry, Mapping):
-            continue
-        rate = _number(((entry.get("summary") or {}).get("aggregate_tok_s") or {}).get("median"))
-        if str(key).isdigit() and rate is not None:
+    for key, burst in case.bursts.items():
+        rate = burst.aggregate_tok_s
+        if key.isdigit() and rate is not None:
             measured.append((int(key), rate))
     return max(measured) if measured else (None, None)
 
 
-def _warm_power(probes: Mapping[str, Any]) -> float | None:
-    """Warm median t/s/W, cold when there is no warm phase (asiai's fallback, digest §2.4)."""
-    phases = (probes.get("power") or {}).get("phases") or {}
+def _warm_power(case: CaseResult) -> float | None:
+    """Warm median t/s/W, cold when there is no warm phase (asiai's fallback, docs/asiai-protocol.md §2.4)."""
     for name in ("warm", "cold"):
-        value = _number((phases.get(name) or {}).get("tok_s_per_soc_watt"))
+        value = number(case.probe_phase("power", name).get("tok_s_per_soc_watt"))
         if value is not None:
             return value
     return None
-
-
-def _max_tokens(case: Mapping[str, Any]) -> int | None:
-    runs = (((case.get("phases") or {}).get("warm") or {}).get("runs")) or []
-    values = [int(r["max_tokens"]) for r in runs if isinstance(r, Mapping) and isinstance(r.get("max_tokens"), int)]
-    return max(values) if values else None
 
 
 def session_estimate(ttft_ms: float | None, decode: float | None, max_tokens: int | None) -> float | None:
@@ -135,28 +115,27 @@ def session_estimate(ttft_ms: float | None, decode: float | None, max_tokens: in
     return round(SESSION_TURNS * (ttft_ms / 1000.0 + max_tokens / decode), 1)
 
 
-def row_of(case: Mapping[str, Any], local_machine: str | None) -> Row:
+def row_of(case: CaseResult | Mapping[str, Any], local_machine: str | None) -> Row:
     """A case's figures for the table ("—" later for every None: not measured)."""
-    results = case.get("results") or {}
-    gates = results.get("gates") or {}
-    probes = results.get("probes") or {}
-    reuse_details = (gates.get("reuse") or {}).get("details") or {}
+    case = as_case(case, local_machine)
+    gates = case.gates
+    warm = case.phases.get("warm")
     row = Row(
-        case_id=str(case.get("id")),
-        machine=case_machine_id(local_machine, case) or "unknown machine",
-        decode=_stat(case, "warm", "decode_tok_s"),
+        case_id=case.id,
+        machine=case.machine_id or "unknown machine",
+        decode=case.stat("warm", "decode_tok_s"),
         peak=_peak_decode(case),
-        long_decode=_stat(case, "long-context", "decode_tok_s"),
-        ttft_ms=_stat(case, "warm", "ttft_ms"),
-        reuse=_number(reuse_details.get("fraction")),
-        tok_s_per_watt=_warm_power(probes),
-        ram_mb=_number((probes.get("engine") or {}).get("rss_peak_mb")),
-        ram_warm_mb=_number((probes.get("engine") or {}).get("rss_warm_mb")),
-        valid_pct=_number((gates.get("valid") or {}).get("value")),
-        version=(case.get("engine") or {}).get("version"),
+        long_decode=case.stat("long-context", "decode_tok_s"),
+        ttft_ms=case.stat("warm", "ttft_ms"),
+        reuse=number(gates["reuse"].details.get("fraction")) if "reuse" in gates else None,
+        tok_s_per_watt=_warm_power(case),
+        ram_mb=number(case.probe("engine").get("rss_peak_mb")),
+        ram_warm_mb=number(case.probe("engine").get("rss_warm_mb")),
+        valid_pct=number(gates["valid"].value) if "valid" in gates else None,
+        version=case.version,
     )
-    row.session_s = session_estimate(row.ttft_ms, row.decode, _max_tokens(case))
-    row.burst_size, row.burst_tok_s = _largest_burst(results)
+    row.session_s = session_estimate(row.ttft_ms, row.decode, warm.max_tokens if warm else None)
+    row.burst_size, row.burst_tok_s = _largest_burst(case)
     row.verdict, row.causes = verdict(gates)
     return row
 
@@ -185,16 +164,21 @@ def rank_block(rows: list[Row]) -> list[Row]:
     return ordered
 
 
-def rank(cases: Iterable[Mapping[str, Any]], local_machine: str | None) -> dict[str, list[Row]]:
-    """Rows per machine block (blocks in order of first appearance), tiered and ranked."""
+def rank(cases: Iterable[CaseResult | Mapping[str, Any]], local_machine: str | None) -> dict[str, list[Row]]:
+    """Rows per machine block (blocks in order of first appearance), tiered and ranked.
+
+    The one place a tier is decided: from the tier effect each gate declared (:func:`verdict`) and the
+    case's warm decode against its block's best. The report's ``tier``, the terminal table and the
+    HTML page all read this ranking."""
     blocks: dict[str, list[Row]] = {}
-    for case in cases:
-        if case.get("phases") or (case.get("results") or {}).get("gates"):
+    for raw in cases:
+        case = as_case(raw, local_machine)
+        if case.measured_or_gated:
             row = row_of(case, local_machine)
             blocks.setdefault(row.machine, []).append(row)
     return {machine: rank_block(rows) for machine, rows in blocks.items()}
 
 
-def tiers_by_case(cases: Iterable[Mapping[str, Any]], local_machine: str | None) -> dict[str, str | None]:
+def tiers_by_case(cases: Iterable[CaseResult | Mapping[str, Any]], local_machine: str | None) -> dict[str, str | None]:
     """Each case's tier, for the report's ``cases[i].tier``."""
     return {row.case_id: row.tier for rows in rank(cases, local_machine).values() for row in rows}

@@ -1,4 +1,4 @@
-"""The JSON report: events appended to a JSON Lines log as they arrive, the report file rewritten
+"""The JSON report's collector: events appended to a JSON Lines log as they arrive, the report file rewritten
 atomically, so Ctrl-C, a dead engine or a crashed worker never lose a measurement.
 
 Measurements travel as events on test reports (``report.asiai``), so the controller sees the same
@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,275 +26,17 @@ import pytest
 
 from pytest_asiai import __version__
 from pytest_asiai.config.matrix import Case
-from pytest_asiai.measure.machine import case_machine_id, git_info, machine_id, machine_info
-from pytest_asiai.measure.mtp import mtp_deltas
+from pytest_asiai.measure.machine import git_info, machine_id, machine_info
 from pytest_asiai.report import spool
+from pytest_asiai.report.events import case_for_nodeid, incident, plain_nodeid
+from pytest_asiai.report.files import atomic_write, dump_report, log_path_for, spool_dir_for
+from pytest_asiai.report.fold import ReportModel
 from pytest_asiai.report.redact import Redactor
-from pytest_asiai.wire.serialize import StrictJSONError, json_safe, loads_lenient
+from pytest_asiai.report.schema import schema_problem, validate_partial, validate_report
+from pytest_asiai.wire.serialize import json_safe
 
-SCHEMA_ID = "pytest-asiai/report-v1"
 WRITE_INTERVAL_S = 2.0
 """Rewrite the report at most this often during a run (the log is always up to date)."""
-CUT_SHORT = (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-"""Exit statuses of a run that did not get to the end: its report is not ``complete``."""
-TEST_FIELDS = ("nodeid", "name", "outcome", "message", "duration", "markers", "worker")
-ASIAI_MARKERS = ("agentic", "burst", "toolcall", "endurance", "gate")
-
-
-@cache
-def report_schema() -> dict[str, Any]:
-    text = resources.files("pytest_asiai").joinpath("schemas/report.schema.json").read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-@cache
-def _validators() -> tuple[
-    jsonschema.Draft202012Validator, jsonschema.Draft202012Validator, jsonschema.Draft202012Validator
-]:
-    """The whole report, the report without its cases, and one case (validators are built once)."""
-    schema = report_schema()
-    envelope = {**schema, "properties": {**schema["properties"], "cases": {"type": "array"}}}
-    case = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/case"}
-    return tuple(jsonschema.Draft202012Validator(s) for s in (schema, envelope, case))  # type: ignore[return-value]
-
-
-def validate_report(report: Mapping[str, Any]) -> None:
-    """Raise jsonschema.ValidationError when the report does not match the shipped schema."""
-    _validators()[0].validate(report)
-
-
-def validate_partial(report: Mapping[str, Any], case_ids: Iterable[str]) -> None:
-    """Validate the report but only the named cases (the others were validated before and did not change).
-
-    Validating a fleet-sized report costs seconds of CPU (jsonschema walks every token timestamp); a
-    run rewrites its report often, so only the final write pays for a full validation.
-    """
-    _, envelope, case = _validators()
-    envelope.validate(report)
-    wanted = set(case_ids)
-    for item in report["cases"]:
-        if item.get("id") in wanted:
-            case.validate(item)
-
-
-def schema_problem(report: Any) -> str | None:
-    """The most relevant schema violation as one line (``cases[0].phases.cold: ...``), or None."""
-    validator = jsonschema.Draft202012Validator(report_schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(report))
-    if error is None:
-        return None
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
-    return f"{where or '(top level)'}: {error.message}"
-
-
-def case_problem(case: Any) -> str | None:
-    """The most relevant schema violation of one report case (``phases.cold.runs[0].ttft_ms: ...``)."""
-    error = jsonschema.exceptions.best_match(_validators()[2].iter_errors(case))
-    if error is None:
-        return None
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
-    return f"{where or '(case)'}: {error.message}"
-
-
-def log_path_for(json_path: Path) -> Path:
-    """The incremental JSON Lines log kept beside the report."""
-    return json_path.with_name(json_path.name + ".events.jsonl")
-
-
-def spool_dir_for(json_path: Path) -> Path:
-    """Where every process spools its events during a run (removed after a clean finish)."""
-    return json_path.with_name(json_path.name + ".spool")
-
-
-def output_problem(path: Path) -> str | None:
-    """Why a file cannot be written at ``path`` (one line), or None; checked before a run starts.
-
-    A report path under a regular file or pointing at a directory used to crash at the end of a
-    benchmark (INTERNALERROR, no report); :func:`atomic_write` needs a writable directory.
-    """
-    if path.is_dir():
-        return f"{path} is a directory"
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"{parent} is a file, not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"{parent} is not writable"
-    return None
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file in the same directory, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def dump_report(report: Mapping[str, Any]) -> str:
-    return json.dumps(report, indent=1, default=str, allow_nan=False) + "\n"
-
-
-# -- test events ------------------------------------------------------------------------------------
-
-
-def plain_nodeid(nodeid: str) -> str:
-    """The node id without the ``@group`` suffix xdist's loadgroup mode appends (never key on it)."""
-    head, sep, tail = nodeid.rpartition("::")
-    if "@" in tail and (tail.rfind("]") < tail.rfind("@")):
-        tail = tail[: tail.rfind("@")]
-    return head + sep + tail
-
-
-def test_event(item: pytest.Item, report: pytest.TestReport) -> dict[str, Any]:
-    """A test's outcome as a report event: a gate a user writes lands in the report like ours."""
-    message = None
-    if report.failed or report.skipped:
-        message = report.longreprtext.strip().splitlines()[-1] if report.longreprtext else None
-        if report.skipped and isinstance(report.longrepr, tuple):
-            message = str(report.longrepr[2])
-    return {
-        "type": "test",
-        "nodeid": plain_nodeid(item.nodeid),
-        "name": item.name,
-        "outcome": report.outcome,
-        "message": message,
-        "duration": report.duration,
-        "markers": sorted({m.name for m in item.iter_markers() if m.name in ASIAI_MARKERS}),
-        "worker": os.environ.get("PYTEST_XDIST_WORKER"),
-    }
-
-
-test_event.__test__ = False  # type: ignore[attr-defined]  # not a test, despite its name
-
-
-def case_for_nodeid(nodeid: str, case_ids: Iterable[str]) -> str | None:
-    """The case a node id belongs to, from its parameter id (the controller of xdist has no items)."""
-    m = re.search(r"\[(.*)\]", plain_nodeid(nodeid))
-    if m is None:
-        return None
-    params = m.group(1)
-    matches = [c for c in case_ids if params == c or params.startswith(c + "-") or f"-{c}-" in f"-{params}-"]
-    return max(matches, key=len) if matches else None
-
-
-# -- the report model ----------------------------------------------------------------------------------
-
-
-def _empty_case(case_id: str) -> dict[str, Any]:
-    return {
-        "id": case_id,
-        "case": None,
-        "engine": None,
-        "profile": None,
-        "runs": None,
-        "phases": {},
-        "tests": [],
-        "metrics": {},
-        "results": {},
-        "tier": None,
-    }
-
-
-def repeats_done(phase: Mapping[str, Any]) -> set[int]:
-    """The repeats of a phase event that have a run or the reason they sent nothing."""
-    done = {r["repeat"] for r in phase.get("runs", []) if isinstance(r.get("repeat"), int)}
-    return done | {int(m) for e in phase.get("errors", []) for m in re.findall(r" repeat (\d+):", str(e))[:1]}
-
-
-class ReportModel:
-    """Folds events into the report structure; also used to rebuild a report from its log."""
-
-    def __init__(self, meta: Mapping[str, Any]) -> None:
-        self.meta = dict(meta)
-        self.cases: dict[str, dict[str, Any]] = {}
-        self.incidents: list[dict[str, Any]] = []
-        self.changed: set[str] = set()
-        """Cases changed since the last validated write."""
-        self.phase_origin: dict[tuple[str, str], str | None] = {}
-        """Which process (``origin``, see :mod:`pytest_asiai.report.spool`) measured each reported phase."""
-
-    def is_remeasured(self, case_id: str, event: Mapping[str, Any]) -> bool:
-        """Whether a phase event re-runs a phase another process already finished measuring.
-
-        One case's phases are measured by one process, except after an xdist worker crash: the
-        replacement worker measures the case again from its first phase, because every phase
-        depends on the engine's cache state left by the ones before it (and a managed engine died
-        with the crashed worker, see :mod:`pytest_asiai.engines.orphans`). The rule (docs/hostile-input.md):
-        a phase the dead worker finished (a run or a reason for every repeat) keeps the dead
-        worker's measurement, taken in its designed order; the replacement's re-run only rebuilt
-        the cache state and stays in the events log, so no measurement is lost or counted twice. A
-        phase the dead worker left unfinished is taken whole from the replacement.
-        """
-        name, origin = event["phase"]["name"], event.get("origin")
-        key = (case_id, name)
-        if key not in self.phase_origin or self.phase_origin[key] in (None, origin) or origin is None:
-            return False
-        kept = self.cases[case_id]["phases"][name]
-        return len(repeats_done(kept)) >= (self.cases[case_id].get("runs") or 1)
-
-    def apply(self, case_id: str | None, event: Mapping[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "incident":
-            self.incidents.append({k: event.get(k) for k in ("kind", "message", "nodeid", "case_id", "at")})
-            return
-        if case_id is None:
-            return
-        case = self.cases.setdefault(case_id, _empty_case(case_id))
-        self.changed.add(case_id)
-        if kind == "case":
-            case.update({k: event.get(k) for k in ("case", "engine", "profile", "runs")})
-        elif kind == "phase" and not self.is_remeasured(case_id, event):
-            phase = event["phase"]
-            case["phases"][phase["name"]] = phase
-            self.phase_origin[(case_id, phase["name"])] = event.get("origin")
-        elif kind == "result":
-            # Suites beyond the phases (gates, burst, toolcall, regression) report under a section.
-            case["results"].setdefault(event["section"], {})[event["key"]] = event["value"]
-        elif kind == "metric":
-            case["metrics"][event["name"]] = event["value"]
-        elif kind == "tier":
-            case["tier"] = event.get("tier")
-        elif kind == "test":
-            case["tests"].append({k: event.get(k) for k in TEST_FIELDS})
-
-    def build(self, finished: bool, exit_status: int | None = None) -> dict[str, Any]:
-        local = self.meta.get("machine_id")
-        cases = [{**c, "machine_id": case_machine_id(local, c)} for c in self.cases.values()]
-        return {
-            "schema": SCHEMA_ID,
-            **self.meta,
-            "finished_at": time.time() if finished else None,
-            "complete": finished and exit_status not in CUT_SHORT,
-            "exit_status": exit_status,
-            "incidents": list(self.incidents),
-            "cases": cases,
-            "mtp": mtp_deltas(cases),
-        }
-
-
-def incident(kind: str, message: str, nodeid: str | None = None, case_id: str | None = None) -> dict[str, Any]:
-    """A run-level failure that is not a test outcome: an interrupt, a crashed worker."""
-    return {
-        "type": "incident",
-        "kind": kind,
-        "message": message,
-        "nodeid": nodeid,
-        "case_id": case_id,
-        "at": time.time(),
-    }
-
-
-# -- the collector (controller only) ------------------------------------------------------------------
 
 
 class ReportCollector:
@@ -604,55 +343,3 @@ def run_meta(config: pytest.Config) -> dict[str, Any]:
         "machine": machine,
         "machine_id": machine_id(machine),
     }
-
-
-# -- rebuild ---------------------------------------------------------------------------------------------
-
-
-def _log_lines(log_path: Path) -> Iterable[dict[str, Any]]:
-    with log_path.open(encoding="utf-8") as fh:
-        lines = fh.readlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = loads_lenient(line)
-        except StrictJSONError as exc:
-            # The last line may be cut short by the crash; anything else is a real problem.
-            if n < len(lines):
-                raise ValueError(f"{log_path}:{n}: not a JSON line ({exc})") from None
-            return
-        if not isinstance(obj, dict):
-            raise ValueError(f"{log_path}:{n}: not a JSON object")
-        yield obj
-
-
-def rebuild(log_path: Path) -> dict[str, Any]:
-    """Rebuild a report from its events log and any spool left beside it (after a hard crash)."""
-    model: ReportModel | None = None
-    seen: set[tuple[str, int]] = set()
-    finish: dict[str, Any] | None = None
-    for obj in _log_lines(log_path):
-        if obj.get("type") == "meta":
-            model = ReportModel(obj["meta"])
-        elif obj.get("type") == "finish":
-            finish = obj
-        elif model is not None:
-            if (key := spool.key_of(obj)) is not None:
-                seen.add(key)
-            model.apply(obj.pop("case_id", None), obj)
-    if model is None:
-        raise ValueError(f"{log_path}: no meta line: not a pytest-asiai events log")
-    name = log_path.name.removesuffix(".events.jsonl")
-    for path in spool.spool_files(log_path.with_name(name + ".spool")):
-        for obj in spool.read_events(path):
-            key = spool.key_of(obj)
-            if key is not None and key in seen:
-                continue
-            if key is not None:
-                seen.add(key)
-            model.apply(obj.pop("case_id"), obj)
-    report = model.build(finished=finish is not None, exit_status=finish.get("exit_status") if finish else None)
-    if finish is not None:
-        report["finished_at"] = finish.get("finished_at")
-    return report

@@ -1,2 +1,2 @@
-"""The pytest runtime: per-session state, fixtures, xdist scheduling, termination, progress and the built-in
-suites."""
+"""The pytest runtime: per-session state and per-case contexts, fixtures, xdist scheduling, termination,
+progress and the built-in suites."""

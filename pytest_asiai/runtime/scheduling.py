@@ -15,7 +15,7 @@ import pytest
 from xdist.remote import Producer
 from xdist.scheduler import LoadScopeScheduling
 
-from pytest_asiai.report.writer import case_for_nodeid, plain_nodeid
+from pytest_asiai.report.events import case_for_nodeid, plain_nodeid
 
 
 def scope_for(nodeid: str, host_group_of_case: Mapping[str, str]) -> str:

@@ -14,23 +14,18 @@ the reasoning channel) and that no ``<think>`` tag leaks into the answer when th
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pytest_asiai.engines.handle import EngineHandle
 from pytest_asiai.measure.validity import has_think_tag
-from pytest_asiai.toolcall.core import (
-    ChatClient,
-    Conversation,
-    TurnResult,
-    merge_fields,
-    request_fields,
-    run_scenario,
-    summarize,
-)
+from pytest_asiai.toolcall.core import ChatClient, Conversation, run_scenario
+from pytest_asiai.toolcall.scoring import TurnResult
+from pytest_asiai.toolcall.summary import summarize
 from pytest_asiai.toolcall.tools import STRESS, Scenario
 from pytest_asiai.wire.records import RequestRecord
+from pytest_asiai.wire.requests import RequestBuilder
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +40,12 @@ class ThinkingCell:
     """Assistant messages in the history carry their ``reasoning_content``."""
 
     def fields(self, handle: EngineHandle) -> dict[str, Any]:
-        """The case's request fields with this cell's thinking switches on top."""
-        layers: list[Mapping[str, Any]] = [request_fields(handle, thinking=self.enable_thinking)]
+        """The case's request fields with this cell's thinking switches on top (the suite's own layer of
+        pytest_asiai/wire/requests.py)."""
+        preserve = None
         if self.preserve_thinking is not None:
-            layers.append({"chat_template_kwargs": {"preserve_thinking": self.preserve_thinking}})
-        return merge_fields(*layers)
+            preserve = {"chat_template_kwargs": {"preserve_thinking": self.preserve_thinking}}
+        return RequestBuilder.for_handle(handle).fields(thinking=self.enable_thinking, suite=preserve)
 
 
 CELLS: tuple[ThinkingCell, ...] = (
@@ -106,10 +102,11 @@ def cell_summary(setting: ThinkingCell, turns: Sequence[TurnResult], load: Scena
         "preserve_thinking": setting.preserve_thinking,
         "reasoning_in_history": setting.reasoning_in_history,
         **base,
-        "failed_turns": [t.index for t in turns if not t.record.ok],
+        "failed_turns": [t.index for t in turns if not t.record.answered],
+        "empty_turns": [t.index for t in turns if t.record.error_kind == "empty"],
         "http_error_turns": [t.index for t in turns if t.record.error_kind == "http"],
         "ctx_growth": last - first if first is not None and last is not None else None,
-        "latency_ms_mean": _mean([r.total_ms for r in ok]),
+        "total_ms_mean": _mean([r.total_ms for r in ok]),
         "completion_tokens_mean": _mean([r.completion_tokens for r in ok]),
         "reasoning_chars_mean": _mean([r.reasoning_chars for r in ok]) if ok else None,
         "reasoning_chars_total": sum(r.reasoning_chars for r in ok) if ok else None,
@@ -150,13 +147,8 @@ class ProbeResult:
 
 
 def _probe_request(client: ChatClient, handle: EngineHandle, thinking: bool, max_tokens: int) -> RequestRecord:
-    body = {
-        **request_fields(handle, thinking=thinking),
-        "model": handle.case.model_id,
-        "messages": [{"role": "user", "content": PROBE_PROMPT}],
-        "max_tokens": max_tokens,
-    }
-    return client.chat(body)
+    messages = [{"role": "user", "content": PROBE_PROMPT}]
+    return client.chat(RequestBuilder.for_handle(handle).body(messages, max_tokens=max_tokens, thinking=thinking))
 
 
 def probe(client: ChatClient, handle: EngineHandle, name: str, *, max_tokens: int) -> ProbeResult:

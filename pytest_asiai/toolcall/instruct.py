@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_asiai.measure.validity import degenerate_reason
-from pytest_asiai.toolcall.core import ChatClient, Conversation, pct, score_call
+from pytest_asiai.toolcall.core import ChatClient, Conversation
+from pytest_asiai.toolcall.scoring import score_call
+from pytest_asiai.toolcall.summary import pct
 from pytest_asiai.toolcall.tools import tool_definitions
 from pytest_asiai.wire.records import RequestRecord
 

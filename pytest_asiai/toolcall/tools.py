@@ -120,7 +120,7 @@ FEWSHOT: tuple[dict[str, Any], ...] = (
     call_message("call_fewshot_1", "write_file", {"path": "NOTES.md", "content": "# Notes\n"}),
 )
 """Two earlier calls from a previous session, without their results. Every scenario opens with them:
-this few-shot history is what makes even a 135M model answer through the tool channel (real-engines.md),
+this few-shot history is what makes even a 135M model answer through the tool channel (docs/real-engines.md),
 it shows no ``edit_file`` call (edits are never primed), and it is the same for every engine."""
 
 

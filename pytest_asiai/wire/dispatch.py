@@ -1,7 +1,7 @@
 """Burst dispatch: every call's connection is opened before the release, every request is written at it.
 
 Why not the httpx client here: a burst is only a burst if its requests leave together, and measured on
-this 2-core machine (real-engines.md, last section; ``benchmarks/burst_dispatch.py``) httpx's
+this 2-core machine (docs/real-engines.md; ``benchmarks/burst_dispatch.py``) httpx's
 ``AsyncClient`` writes the last of 80 requests 23-58 ms after the release, because each request pays
 httpx's and httpcore's per-request machinery (request building, pool bookkeeping, anyio) in turn on
 one event loop; a pool pre-filled with 80 connections is slower still. Here the work that costs time is
@@ -26,15 +26,10 @@ from typing import Any
 import h11
 
 from pytest_asiai import __version__
-from pytest_asiai.wire.client import (
-    DeadlineExceeded,
-    Endpoint,
-    StreamAccumulator,
-    Timeouts,
-    encode_body,
-    request_headers,
-)
+from pytest_asiai.wire.client import Timeouts
+from pytest_asiai.wire.http import Endpoint, encode_body, request_headers
 from pytest_asiai.wire.records import RequestRecord
+from pytest_asiai.wire.stream import DeadlineExceeded, StreamAccumulator
 
 __all__ = ["BurstDispatch", "DispatchedCall", "Endpoint", "dispatch", "run_dispatch"]
 

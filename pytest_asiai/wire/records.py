@@ -19,7 +19,8 @@ CACHED_SOURCES = (
 )
 
 #: Kinds of failure a request can end with.
-ERROR_KINDS = ("http", "stream_error", "timeout", "connect", "disconnect", "protocol")
+#: ``empty``: the stream ended normally (a finish_reason) without a single token.
+ERROR_KINDS = ("http", "stream_error", "timeout", "connect", "disconnect", "protocol", "empty")
 
 
 #: A count above this is no count (a 400-digit ``completion_tokens`` overflowed float arithmetic).
@@ -90,11 +91,23 @@ class RequestRecord:
     malformed_lines: int = 0
     """SSE data lines that were not JSON (skipped) plus invalid UTF-8 sequences (each replaced by
     U+FFFD): counted so a sloppy engine shows."""
+    resent: bool = False
+    """The client sent the request a second time because a kept-alive connection was dropped before
+    any answer (pytest_asiai/wire/client.py); the engine saw it once. Not part of the report's records."""
 
     @property
     def ok(self) -> bool:
         """True when the request completed without any error."""
         return self.error is None
+
+    @property
+    def answered(self) -> bool:
+        """The engine answered, possibly with nothing: ``ok``, or ended ``empty`` (no token streamed).
+
+        An empty answer is never a valid one (it is not ``ok``), but a tool-call conversation goes on
+        after it and scores it as no call, where a transport failure leaves the turn unscored.
+        """
+        return self.error is None or self.error_kind == "empty"
 
     @property
     def limit_reached(self) -> bool:

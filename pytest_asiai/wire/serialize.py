@@ -130,6 +130,7 @@ def record_to_dict(record: RequestRecord) -> dict[str, Any]:
     """
     record, raw = clean_record(record)
     out = asdict(record)
+    del out["resent"]  # a transport detail: endurance reports it per turn (transport_retries)
     out["token_chunk_ms"] = list(record.token_chunk_ms)
     out["tool_calls"] = [asdict(tc) for tc in record.tool_calls]
     out["timings"] = dict(record.timings) if record.timings is not None else None

@@ -1,7 +1,7 @@
 """Incremental Server-Sent Events splitter for raw byte streams.
 
 httpx's line iteration costs more CPU per streamed chunk than the engine spends producing it on a
-small machine (real-engines.md, last section), so the client reads raw bytes and splits them here.
+small machine (docs/real-engines.md), so the client reads raw bytes and splits them here.
 The decoder is pure (no I/O, no clock): the caller timestamps each read and attributes that time to
 every payload this read completes.
 

@@ -140,7 +140,7 @@ def _valid(row: Row, index: int) -> bool:
 
 
 def _power(row: Row, decode: float, tokens: int) -> dict[str, float | None]:
-    """asiai's decode-window power fields (digest §2.7), consistent with the published warm t/s/W."""
+    """asiai's decode-window power fields (docs/asiai-protocol.md §2.7), consistent with the published warm t/s/W."""
     if row.tsw is None:
         keys = ("gpu_watts", "soc_watts", "prefill_watts", "tok_s_per_watt", "tok_s_per_soc_watt")
         return {k: None for k in (*keys, "energy_per_token_j")}

@@ -1,4 +1,4 @@
-"""What the psutil probes cost: CPU per sample, and the SOLO/duplicates snapshot.
+"""What the psutil samplers cost: CPU per sample, and the SOLO/duplicates snapshot.
 
 The samplers run beside the request path on the same machine as the engine; on 2 cores a busy
 sampler slows the engine it measures. This prints, against a local listening process with one
@@ -9,7 +9,7 @@ child (a stand-in engine):
 * ``snapshot``: one pass over the process table for SOLO and duplicates (taken between requests);
 * ``duty``: the sampler's CPU share at its default interval.
 
-Usage: ``python benchmarks/probes_overhead.py [--samples 2000]``. Target: a tick under 1 ms of CPU,
+Usage: ``python benchmarks/samplers_overhead.py [--samples 2000]``. Target: a tick under 1 ms of CPU,
 so the default 0.5 s interval costs under 0.2 % of one core.
 """
 
@@ -22,7 +22,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pytest_asiai.measure.samplers import DEFAULT_INTERVAL_S, CaseProbe, EngineLocator, LiveProbes
+from pytest_asiai.measure.locator import EngineLocator
+from pytest_asiai.measure.samplers import DEFAULT_INTERVAL_S, CaseSampler, LiveSamplers
 
 ENGINE = """
 import socket, subprocess, sys, time
@@ -62,10 +63,10 @@ def main() -> None:
         port = int(engine.stdout.readline())
         url = f"http://127.0.0.1:{port}"
         locate_cpu, locate_wall = timed(lambda: EngineLocator(Source(url)).processes(), 20)
-        probe = CaseProbe(EngineLocator(Source(url)))
-        probe.sample()
-        cpu, wall = timed(probe.sample, args.samples)
-        view = LiveProbes(probe, Source(url))
+        sampler = CaseSampler(EngineLocator(Source(url)))
+        sampler.sample()
+        cpu, wall = timed(sampler.sample, args.samples)
+        view = LiveSamplers(sampler, Source(url))
         snap_cpu, snap_wall = timed(view.processes, 10)
         print(f"sample   : {cpu:8.0f} µs CPU {wall:8.0f} µs wall (median of {args.samples})")
         print(f"locate   : {locate_cpu:8.0f} µs CPU {locate_wall:8.0f} µs wall (first lookup by port)")

@@ -1,4 +1,4 @@
-"""psutil probes against real processes: the engine found by its port, its tree, RSS and swap samples,
+"""psutil samplers against real processes: the engine found by its port, its tree, RSS and swap samples,
 SOLO and duplicate detection by command words, and "not measured" for what is not local."""
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_asiai.measure import samplers as probes
-from pytest_asiai.measure.samplers import CaseProbe, EngineLocator, LiveProbes, ProbeRegistry, RecordedProbes, classify
+from pytest_asiai.measure import samplers, solo
+from pytest_asiai.measure.locator import EngineLocator
+from pytest_asiai.measure.samplers import CaseSampler, LiveSamplers, RecordedSamplers, SamplerRegistry
+from pytest_asiai.measure.solo import classify
 
 LISTENER = """
 import socket, subprocess, sys, time
@@ -77,16 +79,16 @@ def fake_llama(tmp_path: Path) -> Iterator[psutil.Process]:
     ],
 )
 def test_classify_matches_leading_command_words(argv, kind):
-    assert classify(argv, "", probes.known_patterns()) == kind
+    assert classify(argv, "", solo.known_patterns()) == kind
 
 
 def test_own_patterns_come_from_the_family_else_asiai_table():
     class Fam:
         process_patterns = (("my-engine", "serve"),)
 
-    assert probes.patterns_for("whatever", Fam()) == (("my-engine", "serve"),)
-    assert probes.patterns_for("vllm-mlx") == (("vllm-mlx",),)
-    assert probes.patterns_for("unknown-kind") == ()
+    assert solo.patterns_for("whatever", Fam()) == (("my-engine", "serve"),)
+    assert solo.patterns_for("vllm-mlx") == (("vllm-mlx",),)
+    assert solo.patterns_for("unknown-kind") == ()
 
 
 def test_locator_finds_the_listener_and_its_tree(listener):
@@ -108,58 +110,58 @@ def test_locator_waits_for_a_start_and_reports_remote_engines():
 
 def test_sampler_samples_at_start_then_in_the_background(listener):
     _, port, child = listener
-    probe = CaseProbe(EngineLocator(Source(f"http://127.0.0.1:{port}")), interval_s=0.05).start()
+    sampler = CaseSampler(EngineLocator(Source(f"http://127.0.0.1:{port}")), interval_s=0.05).start()
     try:
-        first = probe.engine_memory().value
+        first = sampler.engine_memory().value
         assert first is not None and first["samples"] == 1  # the baseline is taken synchronously
         deadline = time.monotonic() + 5
-        while probe.engine_memory().value["samples"] < 3 and time.monotonic() < deadline:
+        while sampler.engine_memory().value["samples"] < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
-        probe.stop()
-    memory = probe.engine_memory().value
+        sampler.stop()
+    memory = sampler.engine_memory().value
     assert memory["samples"] >= 3 and child in memory["pids"]
     expected = sum(psutil.Process(pid).memory_info().rss for pid in memory["pids"])
-    assert 0.5 * expected / probes.MB < memory["rss_peak_mb"] < 2 * expected / probes.MB
-    swap = probe.swap().value
+    assert 0.5 * expected / samplers.MB < memory["rss_peak_mb"] < 2 * expected / samplers.MB
+    swap = sampler.swap().value
     assert swap["growth_mb"] >= 0 and swap["swapouts_delta"] >= 0 and swap["baseline_mb"] is not None
-    assert probe.interval_s <= 1.0
+    assert sampler.interval_s <= 1.0
 
 
 def test_engine_memory_not_measured_before_the_engine_exists():
-    probe = CaseProbe(EngineLocator(Source(None)), interval_s=0.5).start()
-    probe.stop()
-    assert probe.engine_memory().value is None and "not started" in probe.engine_memory().reason
-    assert probe.swap().value is not None  # swap is the machine's: measured anyway
+    sampler = CaseSampler(EngineLocator(Source(None)), interval_s=0.5).start()
+    sampler.stop()
+    assert sampler.engine_memory().value is None and "not started" in sampler.engine_memory().reason
+    assert sampler.swap().value is not None  # swap is the machine's: measured anyway
 
 
 def test_interval_must_be_at_most_a_second():
     with pytest.raises(ValueError, match="interval"):
-        CaseProbe(EngineLocator(Source(None)), interval_s=2.0)
+        CaseSampler(EngineLocator(Source(None)), interval_s=2.0)
 
 
 def test_process_snapshot_sees_duplicates_and_other_engines(listener, fake_llama):
     proc, port, _ = listener
     locator = EngineLocator(Source(f"http://127.0.0.1:{port}"))
-    probe = CaseProbe(locator, interval_s=0.5)
-    as_llama = LiveProbes(probe, Source(kind="llamacpp")).processes().value
+    sampler = CaseSampler(locator, interval_s=0.5)
+    as_llama = LiveSamplers(sampler, Source(kind="llamacpp")).processes().value
     assert fake_llama.pid in [d["pid"] for d in as_llama["duplicates"]]
     assert proc.pid not in [d["pid"] for d in as_llama["duplicates"] + as_llama["others"]]
-    as_ollama = LiveProbes(probe, Source(kind="ollama")).processes().value
+    as_ollama = LiveSamplers(sampler, Source(kind="ollama")).processes().value
     assert {"pid": fake_llama.pid, "engine": "llamacpp"}.items() <= next(
         o for o in as_ollama["others"] if o["pid"] == fake_llama.pid
     ).items()
 
 
 def test_processes_not_measured_for_a_remote_engine():
-    view = LiveProbes(CaseProbe(EngineLocator(Source("http://192.0.2.7:8080"))), Source())
+    view = LiveSamplers(CaseSampler(EngineLocator(Source("http://192.0.2.7:8080"))), Source())
     reading = view.processes()
     assert reading.value is None and "remote engine" in reading.reason
 
 
 def test_registry_publishes_only_changes(listener):
     _, port, _ = listener
-    registry = ProbeRegistry(interval_s=1.0)
+    registry = SamplerRegistry(interval_s=1.0)
     registry.start("c", Source(f"http://127.0.0.1:{port}"))
     registry.stop_all()
     published: list[tuple[str, str]] = []
@@ -171,8 +173,8 @@ def test_registry_publishes_only_changes(listener):
     assert len(published) == 2
 
 
-def test_recorded_probes_say_why_a_reading_is_missing():
-    view = RecordedProbes({"swap": {"growth_mb": 1.0}, "engine": "never sampled"}, "f.json")
+def test_recorded_samplers_say_why_a_reading_is_missing():
+    view = RecordedSamplers({"swap": {"growth_mb": 1.0}, "engine": "never sampled"}, "f.json")
     assert view.swap().value == {"growth_mb": 1.0}
     assert view.engine_memory().reason == "never sampled in f.json"
     assert view.processes().reason == "engine processes not recorded in f.json"
@@ -190,18 +192,18 @@ class Req:
 def test_each_phase_gets_its_requests_rss_peak_and_the_warm_steady_value():
     """A request's window runs from its start to one interval after its end, so a request shorter
     than the sampling interval still gets the sample taken just after it."""
-    mb = probes.MB
+    mb = samplers.MB
     series = [(10.0, 100 * mb), (10.4, 900 * mb), (11.0, 300 * mb), (20.1, 700 * mb), (30.0, 5000 * mb)]
     peaks = {
-        "cold": probes.run_peaks(series, [Req(10.0, 800.0)], interval_s=0.5),
-        "warm": probes.run_peaks(series, [Req(20.0, 50.0), Req(25.0, 10.0)], interval_s=0.5),
+        "cold": samplers.run_peaks(series, [Req(10.0, 800.0)], interval_s=0.5),
+        "warm": samplers.run_peaks(series, [Req(20.0, 50.0), Req(25.0, 10.0)], interval_s=0.5),
     }
     assert peaks == {"cold": [900.0], "warm": [700.0, None]}
-    block = probes.memory_by_phase(peaks)
+    block = samplers.memory_by_phase(peaks)
     assert block["phases"]["cold"] == {"rss_peak_mb": 900.0, "requests": 1, "measured": 1}
     assert block["phases"]["warm"] == {"rss_peak_mb": 700.0, "requests": 2, "measured": 1}
     assert block["rss_warm_mb"] == 700.0
-    assert probes.memory_by_phase({"cold": [None]}) == {
+    assert samplers.memory_by_phase({"cold": [None]}) == {
         "phases": {"cold": {"rss_peak_mb": None, "requests": 1, "measured": 0}},
         "rss_warm_mb": None,
     }
@@ -209,7 +211,7 @@ def test_each_phase_gets_its_requests_rss_peak_and_the_warm_steady_value():
 
 def test_asiai_rss_below_the_floor_is_not_a_reading():
     runs = [{"phase": "warm", "engine_rss_mb": 480.0}, {"phase": "warm", "engine_rss_mb": 14848.0}, {"phase": "x"}]
-    assert probes.recorded_memory_peaks(runs) == {"warm": [None, 14848.0], "x": [None]}
+    assert samplers.recorded_memory_peaks(runs) == {"warm": [None, 14848.0], "x": [None]}
 
 
 def test_replayed_mlx_lm_keeps_its_steady_value_beside_the_peak():
@@ -226,13 +228,13 @@ def test_replayed_mlx_lm_keeps_its_steady_value_beside_the_peak():
 
 def test_registry_publishes_phase_memory_and_power_with_phases(listener):
     _, port, _ = listener
-    registry = ProbeRegistry(interval_s=0.05)
+    registry = SamplerRegistry(interval_s=0.05)
     registry.start("c", Source(f"http://127.0.0.1:{port}"))
     time.sleep(0.2)
     registry.stop_all()
     published: dict[str, dict] = {}
     record = lambda case_id, section, key, value: published.__setitem__(key, value)  # noqa: E731
-    first = registry.views["c"].probe.rss_series()[0][0]
+    first = registry.views["c"].sampler.rss_series()[0][0]
     registry.publish("c", record, {"warm": [Req(first, 100.0)]})
     assert published["engine"]["phases"]["warm"]["rss_peak_mb"] > 0
     assert published["engine"]["rss_warm_mb"] == published["engine"]["phases"]["warm"]["rss_peak_mb"]
