@@ -2,29 +2,35 @@
 
 For each server of engines-mlx.toml, one ``pytest -m agentic --asiai-engines engines-mlx.toml
 --asiai-engine NAME`` in a subprocess (the repository's own suites, the ``tiny`` profile, one repeat):
-every phase and gate test runs, and the JSON report must hold the verdict each server really earns
-(measured 2026-12-01, /work/shared data summarised in docs/mlx-engines.md):
+every phase, gate and burst test runs, and the JSON report must hold the verdict each server really
+earns (measured live 2026-12-02, docs/mlx-engines.md):
 
-- mlx-lm, Rapid-MLX and vMLX report cached tokens on the prefix tests (vMLX in 64-token blocks);
-- vLLM-MLX reuses its prefix cache but never reports it: the reuse verdict comes from the TTFT ratio
-  and is flagged "effective but unreported";
-- oMLX caches in 256-token blocks: the ``tiny`` profile's ~288-token shared prefix gives exactly one
-  cached block, and every cached count is a multiple of 256.
+- mlx-lm, Rapid-MLX, vMLX and oMLX report cached tokens on the prefix tests (vMLX in 64-token
+  blocks, oMLX in 256-token blocks: the ``tiny`` profile's ~316-token shared prefix gives one block);
+- vLLM-MLX reuses the system prompt's KV (its SimpleEngine's "System KV cache") but never reports
+  it: the reuse verdict comes from the TTFT ratio and is flagged "effective but unreported", and the
+  long request's second send is prefilled again past the system prompt;
+- vMLX and oMLX keep their blocks on disk: the restart-prefix request hits after a restart;
+- every gate passes but ``burst_valid`` (SmolLM2-135M cannot do the burst's arithmetic), and
+  ``thinking``/``memory``/``burst_p95_ms`` are skipped (not applicable / no threshold). ``solo``
+  fails, rightly, when another engine runs on the machine (as it does while several people work on it).
 
 Bursts run on Rapid-MLX (continuous batching: parallel) and vLLM-MLX (one request at a time:
-serialized). Timing checks are ratios with wide margins:
-a 2-core machine shared with other work can be several times slower than a quiet one.
+serialized). Timing checks are ratios with wide margins: a 2-core machine shared with other work
+can be several times slower than a quiet one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from statistics import median
 from typing import Any
 
 import pytest
@@ -32,13 +38,14 @@ from mlx_engines import CACHE_DIR, MLX_ENGINES, engines_file, require_setup
 from real_engine import copy_suites
 
 from pytest_asiai.agentic.protocol import PHASE_NAMES, PROFILES
-from pytest_asiai.burst.runner import DEFAULT_SIZES, PARALLEL, SERIALIZED
+from pytest_asiai.burst.runner import DEFAULT_SIZES
+from pytest_asiai.burst.serialization import PARALLEL, SERIALIZED
 
 TINY = PROFILES["tiny"]
 CACHED_FIELD = "usage.prompt_tokens_details.cached_tokens"
 PREFIX_TESTS = ("prefix-test-1", "prefix-test-2", "prefix-test-3")
-#: One engine's whole run: about five minutes on 2 quiet cores, 30 under a load average of 12.
-TIMEOUT_S = 3600
+#: One engine's whole run: 75 to 120 s on 2 cores under a load average of 4 (OpenBLAS preloaded).
+TIMEOUT_S = 900
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,9 @@ class Expect:
     """Whether usage carries prompt_tokens_details.cached_tokens on a prefix hit."""
     block: int
     """Its prefix cache's granularity in tokens (1: any prefix length)."""
+    whole_prompt: bool = True
+    """Its cache holds whole prompts; False: only the system prompt's KV (the long request's user
+    message is prefilled again on every request)."""
     survives_restart: bool = False
     """A disk-backed prefix cache answers the same prompt after a restart."""
     burst: str | None = None
@@ -62,9 +72,16 @@ EXPECT: dict[str, Expect] = {
     # vLLM-MLX without --continuous-batching through its SimpleEngine, one request at a time behind
     # a lock (engines-mlx.toml makes it queue instead of answering 503).
     "rapidmlx": Expect("0.16.10", reports_cached=True, block=1, burst=PARALLEL),
-    "vllm_mlx": Expect("0.6.0", reports_cached=False, block=1, burst=SERIALIZED),
-    "vmlx": Expect("1.6.81", reports_cached=True, block=64),
-    "omlx": Expect("0.7.0", reports_cached=True, block=256),
+    # vLLM-MLX's SimpleEngine keeps only a "System KV cache" by default (its prefix trie is opt-in,
+    # --prefix-trie-cache; vllm_mlx/engine/simple.py): its log says "reusing 314 tokens, prefilling
+    # 688 new" on the long request's second send.
+    "vllm_mlx": Expect("0.6.0", reports_cached=False, block=1, whole_prompt=False, burst=SERIALIZED),
+    # vMLX keeps its 64-token blocks on disk by default ("Prefix cache active -- enabling block disk
+    # cache (SSD L2) by default", under its HOME): 377 of 382 tokens cached right after a restart.
+    "vmlx": Expect("1.6.81", reports_cached=True, block=64, survives_restart=True),
+    # oMLX's paged SSD cache (under run/omlx/ssd-cache) answers after a restart: 256 cached. It stores a
+    # request's blocks after the response: engines-mlx.toml's pause_s lets them land before the next.
+    "omlx": Expect("0.7.0", reports_cached=True, block=256, survives_restart=True),
 }
 
 
@@ -95,7 +112,56 @@ def live(request, tmp_path_factory) -> dict[str, Any]:
     assert report_path.exists(), out[-6000:]
     (case,) = json.loads(report_path.read_text())["cases"]
     print(f"\n{name}: {seconds:.0f} s for the agentic run (exit {proc.returncode})")
-    return {"name": name, "case": case, "out": out, "seconds": seconds, "expect": EXPECT[name]}
+    return {
+        "name": name,
+        "case": case,
+        "out": out,
+        "seconds": seconds,
+        "expect": EXPECT[name],
+        "returncode": proc.returncode,
+    }
+
+
+#: Each gate's verdict on every one of the five (``results.gates``), the same on a quiet machine.
+#: ``thinking``: not applicable (thinking is not asked off); ``memory``: recorded, no threshold set.
+GATE_VERDICTS = {
+    **dict.fromkeys(("valid", "ttft", "reuse", "swap", "early_stop", "solo", "duplicates"), "pass"),
+    "thinking": "not applicable",
+    "memory": "no threshold",
+}
+#: The burst gates where a burst runs. ``burst_valid`` fails on every server, rightly: SmolLM2-135M
+#: does not compute "(12345 + i) * 7" (it answers with its system prompt's first sentence).
+BURST_VERDICTS = {"burst_valid": "fail", "burst_p95_ms": "no threshold"}
+#: How pytest reports a gate's verdict (pytest_asiai/gates/core.py ``check``).
+TEST_OUTCOME = {"pass": "passed", "fail": "failed", "not applicable": "skipped", "no threshold": "skipped"}
+
+
+def verdicts(expect: Expect) -> dict[str, str]:
+    """Every gate's expected verdict, keyed as in ``results.gates`` (burst gates: ``name[n2]``)."""
+    gates = dict(GATE_VERDICTS)
+    if expect.burst is not None:
+        (size,) = DEFAULT_SIZES["tiny"]
+        gates |= {f"{name}[n{size}]": verdict for name, verdict in BURST_VERDICTS.items()}
+    return gates
+
+
+def outcomes(case: dict[str, Any]) -> dict[str, str]:
+    """Each suite test's outcome keyed ``function:parameter`` (``test_gate:reuse``, ``test_phase:cold``,
+    ``test_burst:n2``): the test id's brackets without the case id."""
+    found = {}
+    for test in case["tests"]:
+        match = re.search(rf"::(\w+)\[{re.escape(case['id'])}-(.+)\]$", test["nodeid"])
+        assert match, test["nodeid"]
+        found[f"{match[1]}:{match[2]}"] = test["outcome"]
+    return found
+
+
+def ratio_bound(expect: Expect) -> float:
+    """The hit/cold TTFT ratio a reuse must beat. A block cache leaves ~130 of ~387 tokens to
+    prefill on a prefix test (vMLX: 4 blocks of 64, oMLX: 1 of 256; both restore them from disk):
+    0.23 on vMLX under a load average of 4, 0.65 under 10, oMLX 0.48 to 0.50 under 13. Their
+    cached-token counts are the firm evidence; the others recompute at most ~73 tokens."""
+    return 0.5 if expect.block == 1 else 0.8
 
 
 def run(case: dict[str, Any], phase: str) -> dict[str, Any]:
@@ -116,6 +182,23 @@ def test_every_phase_passes_on_the_managed_server(live):
     phases = [t for t in case["tests"] if "test_phase[" in t["nodeid"]]
     assert [t["outcome"] for t in phases] == ["passed"] * len(PHASE_NAMES), live["out"][-3000:]
     assert case["engine"]["managed"] is True and case["profile"] == "tiny"
+
+
+def test_every_gate_earns_its_verdict(live):
+    """Every gate and burst test of the suites, with the verdict this server really earns."""
+    case, expect = live["case"], live["expect"]
+    expected = verdicts(expect)
+    got = {name: result["outcome"] for name, result in case["results"]["gates"].items()}
+    assert got == expected, {n: case["results"]["gates"][n]["reason"] for n in got if got[n] != expected.get(n)}
+    tests = {f"test_gate:{name}": TEST_OUTCOME[v] for name, v in expected.items() if "[" not in name}
+    tests |= {f"test_phase:{name}": "passed" for name in PHASE_NAMES}
+    if expect.burst is not None:
+        (size,) = DEFAULT_SIZES["tiny"]
+        tests[f"test_burst:n{size}"] = "passed"
+        tests |= {f"test_{name}:n{size}": TEST_OUTCOME[v] for name, v in BURST_VERDICTS.items()}
+    assert outcomes(case) == tests
+    # pytest's exit status agrees: 1 exactly when a test failed (burst_valid), else 0.
+    assert live["returncode"] == int("failed" in tests.values()), live["out"][-3000:]
 
 
 def test_the_version_is_the_installed_one(live):
@@ -145,7 +228,10 @@ def test_cold_is_a_miss_and_warm_hits(live):
     cold, warm = run(case, "cold"), run(case, "warm")
     # Salted, so at most the chat template's first tokens (mlx-lm: 3 of ~345) come from the cache.
     assert (cold["cached_tokens"] or 0) <= 0.02 * cold["prompt_tokens"]
-    assert warm["ttft_ms"] < cold["ttft_ms"] / 2
+    if expect.reports_cached:
+        assert warm["ttft_ms"] < cold["ttft_ms"] * ratio_bound(expect)
+    else:  # vLLM-MLX's warm request is one more system-prompt hit, the same work as the prefix tests
+        assert median(run(case, n)["ttft_ms"] for n in ("warm", *PREFIX_TESTS)) < cold["ttft_ms"] / 2
     if expect.reports_cached:
         assert warm["cached_source"] == CACHED_FIELD  # vMLX keeps a partial last block too: 352 of 357
         assert warm["prompt_tokens"] - expect.block - 1 <= warm["cached_tokens"] <= warm["prompt_tokens"]
@@ -157,9 +243,11 @@ def test_prefix_tests_reuse_the_system_prompt(live):
     """The shared prefix (system prompt and chat template, ~288 tokens) is reused on every prefix test."""
     case, expect = live["case"], live["expect"]
     cold = run(case, "cold")
+    # The reuse gate's statistic: the median, so one prefix test slowed by a loaded machine (vLLM-MLX
+    # once took 3.4 s, its two others 2.1 and 1.4 s, after a 4.6 s cold) does not decide it alone.
+    assert median(run(case, n)["ttft_ms"] for n in PREFIX_TESTS) < cold["ttft_ms"] * ratio_bound(expect)
     for name in PREFIX_TESTS:
         got = run(case, name)
-        assert got["ttft_ms"] < cold["ttft_ms"] / 2, name
         if not expect.reports_cached:
             assert got["cached_tokens"] is None, name
             continue
@@ -176,7 +264,7 @@ def test_reuse_verdict(live):
     reuse = gate(case, "reuse")
     assert reuse["outcome"] == "pass", reuse
     details = reuse["details"]
-    assert details["ttft_ratio"] < 0.5
+    assert details["ttft_ratio"] < ratio_bound(expect)
     if expect.reports_cached:
         assert details["verdict_source"] == "reported" and reuse["value"] > 0.5
         assert not details["effective_but_unreported"]
@@ -189,8 +277,12 @@ def test_cold_prefix_misses_and_long_prefix_hits(live):
     case, expect = live["case"], live["expect"]
     cold_prefix, pt3 = run(case, "cold-prefix"), run(case, "prefix-test-3")
     assert (cold_prefix["cached_tokens"] or 0) <= 0.02 * cold_prefix["prompt_tokens"]
-    assert cold_prefix["ttft_ms"] > 1.5 * pt3["ttft_ms"]
+    # Block caches: only slower (vMLX under a load average of 10: 8.9 s vs 7.9 s); the tokens decide.
+    assert cold_prefix["ttft_ms"] > pt3["ttft_ms"] * (1.5 if expect.block == 1 else 1.0)
     long, again = run(case, "long-context"), run(case, "long-prefix")
+    if not expect.whole_prompt:  # only the system prompt comes from the cache, both times
+        assert again["ttft_ms"] > long["ttft_ms"] / 2
+        return
     assert again["ttft_ms"] < long["ttft_ms"] / 2
     if expect.reports_cached:
         assert again["cached_tokens"] >= again["prompt_tokens"] - expect.block - 1

@@ -1,6 +1,6 @@
 """mlx-lm's server (``mlx_lm server``): Python's http.server, ``delta.reasoning``, cached tokens reported.
 
-Observed live (mlx-lm 0.32.2, ../shared/data/mlx-live/README.md, tests/data/mlx-captures/, and in
+Observed live (mlx-lm 0.32.2, docs/mlx-engines.md, tests/data/mlx-captures/, and in
 CI by tests/test_detect_mlx_live.py): ``Server: BaseHTTP/0.6 Python/3.x``; ``GET /health`` answers
 ``{"status": "ok"}``; ``/props``, ``/metrics``, ``/version`` and ``/v1/cache/*`` are 404, so no endpoint
 reports the version: it is the ``mlx-lm`` distribution of the Python that serves the port (the
@@ -38,8 +38,8 @@ class MlxLm(EngineFamily):
     verified: ClassVar[str] = "live"
     documented_only: ClassVar[tuple[str, ...]] = ("reasoning_field",)
     documented = (
-        "live: mlx-lm 0.32.2 (../shared/data/mlx-live, tests/test_detect_mlx_live.py); "
-        "reasoning from mlx_lm/server.py; asiai-protocol.md §7.2 mlxlm; mlx-lm PR #849, #1292"
+        "live: mlx-lm 0.32.2 (docs/mlx-engines.md, tests/test_detect_mlx_live.py); "
+        "reasoning from mlx_lm/server.py; docs/asiai-protocol.md §7.2 mlxlm; mlx-lm PR #849, #1292"
     )
 
     def signature(self, probe: Probe) -> str | None:

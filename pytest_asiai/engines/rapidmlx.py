@@ -1,6 +1,6 @@
 """Rapid-MLX: ``owned_by: "rapid-mlx"``, version in ``/metrics`` build info, ``POST /v1/cache/clear``.
 
-Observed live (Rapid-MLX 0.16.10, ../shared/data/mlx-live/README.md, tests/data/mlx-captures/, in
+Observed live (Rapid-MLX 0.16.10, docs/mlx-engines.md, tests/data/mlx-captures/, in
 CI by tests/test_detect_mlx_live.py): ``/v1/models`` entries say ``owned_by: "rapid-mlx"``;
 ``/health`` is JSON (``{"status": "healthy", "ready": true, ...}``, not the HTML page asiai's docs
 described); ``/version`` is 404 and ``/openapi.json`` says a stale ``"0.6.0"`` (inherited from
@@ -49,8 +49,8 @@ class RapidMlx(EngineFamily):
     verified: ClassVar[str] = "live"
     documented_only: ClassVar[tuple[str, ...]] = ("reasoning_field", "burst serialisation")
     documented = (
-        "live: Rapid-MLX 0.16.10 (../shared/data/mlx-live, tests/test_detect_mlx_live.py); reasoning from "
-        "rapid_mlx/api/models.py; asiai-protocol.md §7.1-7.2 rapidmlx, §3.9/§4 (serialisation)"
+        "live: Rapid-MLX 0.16.10 (docs/mlx-engines.md, tests/test_detect_mlx_live.py); reasoning from "
+        "rapid_mlx/api/models.py; docs/asiai-protocol.md §7.1-7.2 rapidmlx, §3.9/§4 (serialisation)"
     )
 
     def signature(self, probe: Probe) -> str | None:

@@ -1,6 +1,6 @@
 """vLLM-MLX: ``owned_by: "vllm-mlx"``, no version endpoint, cache reuse it never reports.
 
-Observed live (vLLM-MLX 0.6.0, ../shared/data/mlx-live/README.md, tests/data/mlx-captures/, in CI by
+Observed live (vLLM-MLX 0.6.0, docs/mlx-engines.md, tests/data/mlx-captures/, in CI by
 tests/test_detect_mlx_live.py): ``/v1/models`` entries say ``owned_by: "vllm-mlx"``; ``/health`` is
 JSON; ``/version`` is 404 and ``/openapi.json`` hard-codes a stale ``"0.4.1"`` (vllm_mlx/server.py),
 so the version is the ``vllm-mlx`` distribution of the Python that serves the port. ``/metrics``
@@ -16,7 +16,7 @@ True cold run (vllm_mlx/server.py, checked live by tests/test_detect_mlx_live.py
 ``--prefix-trie-cache`` is cleared by neither: with it, only the salt makes a run cold.)
 
 Documented only: reasoning in ``delta.reasoning_content`` (vllm_mlx/api/models.py; SmolLM2 never
-reasons); a ``/version`` naming vllm-mlx (asiai-protocol.md §7.1 step 2e; absent from 0.6.0).
+reasons); a ``/version`` naming vllm-mlx (docs/asiai-protocol.md §7.1 step 2e; absent from 0.6.0).
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class VllmMlx(EngineFamily):
     verified: ClassVar[str] = "live"
     documented_only: ClassVar[tuple[str, ...]] = ("reasoning_field", "/version signature")
     documented = (
-        "live: vLLM-MLX 0.6.0 (../shared/data/mlx-live, tests/test_detect_mlx_live.py); cache reset and "
-        "reasoning from vllm_mlx/server.py, api/models.py; asiai-protocol.md §7.1-7.2 vllm_mlx; "
+        "live: vLLM-MLX 0.6.0 (docs/mlx-engines.md, tests/test_detect_mlx_live.py); cache reset and "
+        "reasoning from vllm_mlx/server.py, api/models.py; docs/asiai-protocol.md §7.1-7.2 vllm_mlx; "
         "waybarrios/vllm-mlx #522, PR #46, PR #373"
     )
 

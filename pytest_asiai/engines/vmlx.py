@@ -1,6 +1,6 @@
 """vMLX: ``owned_by: "vmlx-engine"``, version in ``/openapi.json``, cached tokens in 64-token blocks.
 
-Observed live (vMLX 1.6.81 with mlx-lm 0.31.3, ../shared/data/mlx-live/README.md,
+Observed live (vMLX 1.6.81 with mlx-lm 0.31.3, docs/mlx-engines.md,
 tests/data/mlx-captures/, in CI by tests/test_detect_mlx_live.py): ``/v1/models`` entries say
 ``owned_by: "vmlx-engine"``; ``/openapi.json`` is titled ``"vmlx-engine API"`` and its ``version`` is
 the package's own ``vmlx_engine.__version__`` (vmlx_engine/server.py builds the app with it), the
@@ -54,8 +54,8 @@ class VMlx(EngineFamily):
     verified: ClassVar[str] = "live"
     documented_only: ClassVar[tuple[str, ...]] = ("reasoning_field", "ineffective reuse on hybrid models")
     documented = (
-        "live: vMLX 1.6.81 (../shared/data/mlx-live, tests/test_detect_mlx_live.py); cache reset and "
-        "reasoning from vmlx_engine/server.py, api/models.py; asiai-protocol.md §7.1-7.2 vmlx; "
+        "live: vMLX 1.6.81 (docs/mlx-engines.md, tests/test_detect_mlx_live.py); cache reset and "
+        "reasoning from vmlx_engine/server.py, api/models.py; docs/asiai-protocol.md §7.1-7.2 vmlx; "
         "Blaizzy/mlx-vlm #1077, #999, PR #1151"
     )
 
