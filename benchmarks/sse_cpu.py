@@ -12,7 +12,11 @@ the process CPU time it took (user + system, ``time.process_time``) is divided b
 * ``stdlib``: ``http.client`` reading line by line, a ``perf_counter_ns`` per line and ``json.loads``
   of each data payload (the reference reader of issue 15);
 * ``httpx``: a plain ``httpx.Client`` with ``iter_raw``, the transport the client used before
-  (for reference; issue 15 measured 247 µs per line for the old client and 249 for plain httpx).
+  (for reference; issue 15 measured 247 µs per line for the old client and 249 for plain httpx);
+* ``asiai``: asiai 1.34's way of reading a stream (``asiai/benchmark/agentic.py``, read in the
+  PyPI wheel, written here anew): ``urllib.request.urlopen`` per request (no connection reuse), the
+  response iterated line by line, each line decoded and stripped, ``json.loads`` of each data line,
+  ``perf_counter`` at the first content.
 
 Usage::
 
@@ -31,6 +35,7 @@ import socket
 import statistics
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -148,6 +153,30 @@ def httpx_arm(port: int) -> Callable[[], int]:
     return run
 
 
+def asiai_arm(port: int) -> Callable[[], int]:
+    body = json.dumps({**BODY, "stream": True, "stream_options": {"include_usage": True}}).encode()
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+
+    def run() -> int:
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        lines, first = 0, None
+        with urllib.request.urlopen(request, timeout=120) as response:
+            for raw in response:
+                line = raw.decode("utf-8", errors="replace").strip()
+                if not line.startswith("data:"):
+                    continue
+                lines += 1
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                choices = json.loads(payload).get("choices") or []
+                if choices and (choices[0].get("delta") or {}).get("content") and first is None:
+                    first = time.perf_counter()
+        return lines
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=2000)
@@ -158,7 +187,12 @@ def main() -> None:
     port = listener.getsockname()[1]
     server = multiprocessing.Process(target=serve, args=(listener, args.tokens, args.pause_us), daemon=True)
     server.start()
-    arms = {"project": project_arm(port), "stdlib": stdlib_arm(port), "httpx": httpx_arm(port)}
+    arms = {
+        "project": project_arm(port),
+        "stdlib": stdlib_arm(port),
+        "httpx": httpx_arm(port),
+        "asiai": asiai_arm(port),
+    }
     per_line: dict[str, list[float]] = {name: [] for name in arms}
     for run in arms.values():
         run()  # warm-up: connect, imports, caches
@@ -175,6 +209,7 @@ def main() -> None:
         print(f"  {name:8s} {medians[name]:6.1f} µs   (rounds: {spread})")
     print(f"  ratio project/stdlib: {medians['project'] / medians['stdlib']:.3f}")
     print(f"  ratio httpx/stdlib:   {medians['httpx'] / medians['stdlib']:.3f}")
+    print(f"  ratio asiai/stdlib:   {medians['asiai'] / medians['stdlib']:.3f}")
 
 
 if __name__ == "__main__":
