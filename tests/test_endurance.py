@@ -19,7 +19,7 @@ from scripted_engine import Behaviour, ScriptedEngine
 
 from pytest_asiai.endurance.gates import GATES, judge
 from pytest_asiai.endurance.suite import (
-    PROFILES,
+    ENDURANCE_PROFILES,
     cancel_stream,
     measure,
     scenario_spec,
@@ -35,7 +35,7 @@ def judged(name, result, threshold):
     """An endurance gate's verdict, its threshold resolved as the session resolves it."""
     return judge(name, result, Threshold.resolved(threshold, GATES[name].default, "default"))
 
-SMOKE = PROFILES["smoke"]
+SMOKE = ENDURANCE_PROFILES["smoke"]
 SUITE = (Path(__file__).parent.parent / "suites" / "test_endurance.py").read_text(encoding="utf-8")
 
 Script = Callable[[int, TrajectoryRunner], Behaviour | None]
@@ -374,7 +374,7 @@ def test_gate_verdicts(name, result, threshold, outcome):
 
 
 def test_profiles_match_the_seed_panel_and_stretch():
-    full = PROFILES["full"]
+    full = ENDURANCE_PROFILES["full"]
     assert (full.turns, full.start_tokens, full.end_tokens) == (80, 10_000, 50_000)
     assert SMOKE.end_tokens + SMOKE.max_tokens < 8192  # SmolLM2's context with --ctx-size 8192
     short = full.with_turns(12)

@@ -13,9 +13,9 @@ import json
 from real_engine import cache_dir, copy_suites, engines_toml
 
 from pytest_asiai.endurance.gates import GATES
-from pytest_asiai.endurance.suite import PROFILES
+from pytest_asiai.endurance.suite import ENDURANCE_PROFILES
 
-SMOKE = PROFILES["smoke"]
+SMOKE = ENDURANCE_PROFILES["smoke"]
 TEST_OUTCOME = {"pass": "passed", "fail": "failed", "not measured": "skipped"}
 
 

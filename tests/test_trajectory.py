@@ -11,7 +11,7 @@ import json
 import pytest
 
 from pytest_asiai.endurance.growth import Calibrator, ContextPlan, handbook, padding_text, system_prompt
-from pytest_asiai.endurance.history import Conversation, broken_call_text, truncate_arguments
+from pytest_asiai.endurance.history import TrajectoryHistory, broken_call_text, truncate_arguments
 from pytest_asiai.endurance.simrepo import MODULES, Fact, SimRepo, build_repo
 from pytest_asiai.endurance.steps import Planner, fact_for, judge_step, reference_call
 
@@ -194,7 +194,7 @@ def test_a_wrong_call_does_not_achieve_the_step(repo):
 
 
 def test_conversation_merges_user_messages_and_replays_broken_calls():
-    conv = Conversation()
+    conv = TrajectoryHistory()
     conv.add_system("s")
     conv.add_user("a")
     conv.add_text(broken_call_text("edit_file", '{"path": "x'))

@@ -17,7 +17,7 @@ from pytest_asiai.wire.records import ToolCall
 
 __all__ = [
     "SCHEMAS",
-    "Conversation",
+    "TrajectoryHistory",
     "broken",
     "broken_call_text",
     "endurance_tools",
@@ -29,7 +29,7 @@ __all__ = [
 
 
 @dataclass(slots=True)
-class Conversation:
+class TrajectoryHistory:
     """The messages sent each turn; broken calls are kept as text so every engine accepts the history.
 
     An assistant message whose tool-call arguments are not JSON makes llama.cpp reject the whole

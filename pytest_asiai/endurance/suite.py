@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pytest_asiai.runtime.context import CaseContext
 
 __all__ = [
-    "PROFILES",
+    "ENDURANCE_PROFILES",
     "SCENARIOS",
     "Endurance",
     "cancel_stream",
@@ -46,7 +46,7 @@ __all__ = [
 SECTION = "endurance"
 SCENARIOS = ("straight", "interrupt", "malformed")
 
-PROFILES: dict[str, EnduranceProfile] = {
+ENDURANCE_PROFILES: dict[str, EnduranceProfile] = {
     "full": EnduranceProfile(
         "full", turns=80, start_tokens=10_000, end_tokens=50_000, max_tokens=512,
         probe_turns=(20, 40, 60, 75), short_turns=40, interrupt_turn=30, malformed_turn=25,
@@ -277,7 +277,7 @@ class Endurance:
         self.context = context
         self.case = context.case
         profile_name = context.settings.profile_for(self.case.profile)
-        profile = PROFILES[profile_name if profile_name in PROFILES else "smoke"]
+        profile = ENDURANCE_PROFILES[profile_name if profile_name in ENDURANCE_PROFILES else "smoke"]
         turns = context.settings.endurance_turns
         self.profile = profile.with_turns(int(turns)) if turns else profile
         self.results: dict[str, dict[str, Any]] = {}

@@ -31,7 +31,7 @@ from pytest_asiai.endurance.growth import (
     system_prompt,
 )
 from pytest_asiai.endurance.history import (
-    Conversation,
+    TrajectoryHistory,
     broken,
     broken_call_text,
     endurance_tools,
@@ -92,7 +92,7 @@ class TrajectoryRunner:
         self.salt = salt or secrets.token_hex(4)
         self.repo = SimRepo(seed)
         self.planner = Planner(self.repo, seed, profile.probe_turns)
-        self.conversation = Conversation()
+        self.conversation = TrajectoryHistory()
         self.calibrator = Calibrator(chars_per_token or DEFAULT_CHARS_PER_TOKEN)
         self.context_window = context_window
         self.step: Step = self.planner.next_step(1)
